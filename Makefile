@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine:
+#   make quick   create .venv (if missing or stale), install, run the quick suite, render its tables
+#   make test    same set-up, then the test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: quick test lint bench clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+quick: $(STAMP)
+	$(PY) run_all.py --suite quick
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) run_all.py --bench
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,231 @@
+"""The method contract. The trainer knows nothing of any particular method; it calls these hooks.
+
+A method is one registered class in ``methods/``::
+
+    @register_method
+    class MyMethod(Method):
+        '''One-line description shown by ``run_all.py --list``.'''
+        name = "my_method"
+
+        @dataclass
+        class Config(MethodConfig):
+            alpha: float = 0.5
+
+        def training_step(self, batch, step):
+            out = self.forward(batch)
+            loss = F.cross_entropy(out.logits, batch["label"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            return {"loss": loss.item()}
+
+``training_step`` owns the whole update: forward passes, any number of backward passes, gradient edits and
+optimiser steps. Two-pass methods (SAM), several backward passes (MMPareto), alternating modalities (MLA, MIE)
+or per-stage optimisers (MIE, ReconBoost) are written inside the method without special cases in the trainer.
+
+Hook order for one run::
+
+    build_model -> configure_optimizers -> setup
+    for each epoch: on_epoch_start, train_loader, training_step x N, on_epoch_end,
+                    (trainer steps self.scheduler if not None), evaluation via predict, on_evaluation_end
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from benchmark.config import RunConfig, TrainConfig
+from benchmark.data import Batch, DatasetInfo, make_loader, to_device
+from benchmark.models import FusionModel, ModelOutput
+
+if TYPE_CHECKING:
+    from benchmark.results import ResultStore
+
+
+@dataclass
+class MethodConfig:
+    """Base for a method's ``method.*`` hyper-parameters. ``validate`` may raise ValueError."""
+
+    def validate(self) -> None:
+        return None
+
+
+@dataclass
+class MethodContext:
+    """What a method may use besides its model: the run's configuration, the data and the device."""
+
+    config: RunConfig
+    info: DatasetInfo
+    device: torch.device
+    splits: dict[str, Dataset]
+    run_dir: Path | None = None
+    store: ResultStore | None = None
+
+    @property
+    def train(self) -> TrainConfig:
+        return self.config.train
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.info.modalities
+
+    @property
+    def amp_enabled(self) -> bool:
+        return self.config.train.amp and self.device.type == "cuda"
+
+    def loader(
+        self,
+        split: str,
+        *,
+        shuffle: bool | None = None,
+        epoch: int = 0,
+        batch_size: int | None = None,
+        drop_last: bool = False,
+        dataset: Dataset | None = None,
+    ) -> DataLoader:
+        """A loader over ``split`` (or over ``dataset``, e.g. a resampled training set)."""
+        train = split == "train"
+        return make_loader(
+            dataset if dataset is not None else self.splits[split],
+            batch_size or (self.train.batch_size if train else self.train.eval_batch_size),
+            shuffle=train if shuffle is None else shuffle,
+            seed=self.config.seed,
+            epoch=epoch,
+            num_workers=self.train.num_workers,
+            drop_last=drop_last,
+        )
+
+    def batches(self, loader: Iterable[Batch], limit: int = 0) -> Iterator[Batch]:
+        """Iterate ``loader`` with batches moved to the device; ``limit`` > 0 stops after that many."""
+        for i, batch in enumerate(loader):
+            if limit and i >= limit:
+                return
+            yield to_device(batch, self.device)
+
+
+def build_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD (momentum), Adam or AdamW from ``train.*``; ``params`` may be parameter groups."""
+    lr = cfg.lr if lr is None else lr
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epochs: int | None = None):
+    """Per-epoch LR schedule from ``train.scheduler``: none, step (StepLR), multistep, cosine."""
+    if cfg.scheduler == "none":
+        return None
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.scheduler == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs or cfg.epochs)
+    raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
+
+
+class Method:
+    """Base class of every registered method; see the module docstring for the hooks."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = MethodConfig
+    # Dotted defaults applied for every dataset (e.g. {"train.lr": 1e-3}).
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    # Dotted defaults per dataset name ("*" = every dataset), applied after train_defaults.
+    dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, cfg: Any, ctx: MethodContext) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.model: nn.Module = None  # type: ignore[assignment]
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.epoch = 0
+
+    # -- run expansion ---------------------------------------------------------------------------------
+    @classmethod
+    def expand(cls, info: DatasetInfo) -> list[dict[str, Any]]:
+        """Overrides for each run this method contributes to a suite (``unimodal``: one per modality)."""
+        return [{}]
+
+    @classmethod
+    def label(cls, cfg: Any) -> str:
+        """Row label in tables."""
+        return cls.name
+
+    # -- construction ----------------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        """Default: the dataset's encoders and the ``model.fusion`` head."""
+        return FusionModel.build(self.ctx.info, self.ctx.config.model)
+
+    def configure_optimizers(self) -> tuple[torch.optim.Optimizer | None, Any]:
+        opt = build_optimizer(self.model.parameters(), self.ctx.train)
+        return opt, build_scheduler(opt, self.ctx.train)
+
+    def setup(self) -> None:
+        """Called once after the model and optimiser exist (attach hooks, load checkpoints, ...)."""
+
+    # -- training --------------------------------------------------------------------------------------
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def train_loader(self, epoch: int) -> Iterable[Batch]:
+        """The training batches of ``epoch`` (override to resample, e.g. SMV)."""
+        return self.ctx.loader("train", epoch=epoch)
+
+    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """One update on ``batch``; returns floats for logging and must include ``loss``."""
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """After the epoch's last step, before the scheduler step and the evaluation."""
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def predict(self, batch: Batch) -> ModelOutput:
+        """Test-time forward (the model is in eval mode, gradients off)."""
+        return self.forward(batch)
+
+    def on_evaluation_end(self, epoch: int, metrics: dict[str, dict[str, float]]) -> None:
+        """``metrics[split][name]`` for val and test after each epoch's evaluation."""
+
+    # -- state (checkpoint / resume) -------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """Method state beyond model/optimiser/scheduler (running means, prototypes, matrices...)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        return None
+
+    def artifacts(self) -> dict[str, Any]:
+        """JSON-able analysis data kept with the run (per-stage accuracies, singular values, ...)."""
+        return {}
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.ctx.amp_enabled:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward(self, batch: Batch, model: nn.Module | None = None) -> ModelOutput:
+        with self.autocast():
+            return (model or self.model)(batch)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.ctx.info.modalities
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device

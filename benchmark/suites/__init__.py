@@ -1,0 +1,69 @@
+"""Declarative suites: which methods, datasets, seeds and overrides make up one paper artefact.
+
+A suite is one :class:`Suite` instance registered with ``register_suite`` in one file of this package::
+
+    register_suite(Suite(name="my_sweep", description="...", methods=("joint", "mie"),
+                         datasets=("av_digits",), seeds=(0, 1, 2),
+                         grid=({"method.tau": 0.4}, {"method.tau": 1.3})))
+
+``methods=None`` means every registered method. Each method contributes the runs of its ``expand`` (the
+``unimodal`` method one per modality); ``grid`` multiplies every run by a list of override dicts, and
+``method_overrides[name]`` adds overrides to one method's runs only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    dataset: str
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] = (0,)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    grid: tuple[dict[str, Any], ...] = ({},)
+
+    def specs(
+        self,
+        methods: list[str] | None = None,
+        datasets: list[str] | None = None,
+        seeds: list[int] | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> list[RunSpec]:
+        """The runs of this suite, optionally narrowed (methods/datasets/seeds) and with extra overrides."""
+        from benchmark.registry import DATASETS, METHODS
+
+        method_names = [METHODS.resolve(m) for m in (methods or self.methods or METHODS.names())]
+        dataset_names = [DATASETS.resolve(d) for d in (datasets or self.datasets)]
+        out: list[RunSpec] = []
+        for dataset in dataset_names:
+            dataset_cls = DATASETS.get(dataset)
+            info = dataset_cls(dataset_cls.Config()).info
+            for method in method_names:
+                for variant in METHODS.get(method).expand(info):
+                    for point in self.grid:
+                        for seed in seeds or self.seeds:
+                            merged = {
+                                **self.overrides,
+                                **self.dataset_overrides.get(dataset, {}),
+                                **self.method_overrides.get(method, {}),
+                                **variant,
+                                **point,
+                                **(overrides or {}),
+                            }
+                            out.append(RunSpec(method, dataset, int(seed), merged))
+        return out

@@ -1,0 +1,24 @@
+"""Joint training: the plain multimodal baseline of every paper in this suite."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from benchmark.data import Batch
+from benchmark.method import Method
+from benchmark.registry import register_method
+
+
+@register_method
+class Joint(Method):
+    """Joint training: cross-entropy on the fused logits of the model.fusion head (concat, sum, FiLM, gated)."""
+
+    name = "joint"
+
+    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
+        out = self.forward(batch)
+        loss = F.cross_entropy(out.logits, batch["label"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}

@@ -1,0 +1,51 @@
+"""Unimodal baselines: one modality's encoder and a linear classifier, trained alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from benchmark.data import DatasetInfo
+from benchmark.method import MethodConfig
+from benchmark.models import UnimodalModel, build_encoder
+from benchmark.registry import register_method
+from methods.joint import Joint
+
+
+@register_method
+class Unimodal(Joint):
+    """One modality trained alone (the Unimodal rows); a suite runs it once per modality.
+
+    The training step is joint training's (cross-entropy of the logits); only the model differs.
+    """
+
+    name = "unimodal"
+
+    @dataclass
+    class Config(MethodConfig):
+        # Modality to train; "" = the dataset's first modality.
+        modality: str = ""
+
+    @classmethod
+    def expand(cls, info: DatasetInfo) -> list[dict[str, Any]]:
+        return [{"method.modality": m} for m in info.modalities]
+
+    @classmethod
+    def label(cls, cfg: Any) -> str:
+        return f"unimodal_{cfg.modality}" if cfg.modality else "unimodal"
+
+    @property
+    def modality(self) -> str:
+        m = self.cfg.modality or self.ctx.info.modalities[0]
+        if m not in self.ctx.info.modalities:
+            raise ValueError(
+                f"method.modality={m!r} is not a modality of {self.ctx.info.name!r}; "
+                f"choose one of {', '.join(self.ctx.info.modalities)}"
+            )
+        return m
+
+    def build_model(self) -> nn.Module:
+        m = self.modality
+        return UnimodalModel(m, build_encoder(self.ctx.info, self.ctx.config.model, m), self.ctx.info.num_classes)

@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""mmbalance-bench command line: run a suite (or a selection of it), list what is registered, benchmark.
+
+Examples::
+
+    python run_all.py                                  # the quick suite on the embedded dataset
+    python run_all.py --list                           # methods, datasets, backbones, suites
+    python run_all.py --methods joint --datasets av_digits --seeds 0,1 --set train.epochs=3
+    python run_all.py --suite quick --dry-run          # the plan: done / failed / to do
+    python run_all.py --bench                          # step-time ratios to joint -> reports/perf.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="run_all.py",
+        description="Run modality-imbalance methods and render the paper's tables.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::", 1)[1],
+    )
+    p.add_argument("--suite", default="quick", help="suite to run (default: quick); see --list")
+    p.add_argument("--methods", help="comma-separated methods (default: the suite's)")
+    p.add_argument("--datasets", help="comma-separated datasets (default: the suite's)")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. train.lr=0.01 or method.alpha=0.8 (repeatable)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan (done / failed / to do) and exit")
+    p.add_argument("--list", action="store_true", help="list registered methods, datasets, backbones, suites")
+    p.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    p.add_argument("--results", default=str(ROOT / "results"), help="result directory (default: results/)")
+    p.add_argument("--reports", default=str(ROOT / "reports"), help="report directory (default: reports/)")
+    p.add_argument("--bench", action="store_true", help="measure step-time ratios to joint and loader speed")
+    p.add_argument("--bench-steps", type=int, default=5, help="timed steps per method for --bench")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    return p.parse_args(argv)
+
+
+def cmd_list() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from benchmark.registry import BACKBONES, DATASETS, METHODS, SUITES
+
+    console = Console()
+    for reg in (METHODS, DATASETS, BACKBONES, SUITES):
+        table = Table(title=f"{reg.kind}s", title_justify="left", show_header=True)
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        for entry in reg:
+            aliases = reg.aliases_of(entry.name)
+            name = entry.name + (f" ({', '.join(aliases)})" if aliases else "")
+            table.add_row(name, entry.description)
+        console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from benchmark.config import ConfigError, parse_set_args
+    from benchmark.registry import SUITES, UnknownNameError
+
+    if args.list:
+        cmd_list()
+        return 0
+    try:
+        overrides = parse_set_args(args.overrides)
+        if args.bench:
+            from benchmark.bench import run_bench
+
+            run_bench(Path(args.reports), steps=args.bench_steps, methods=_csv_list(args.methods), overrides=overrides)
+            return 0
+        suite = SUITES.get(args.suite)
+        seeds = [int(s) for s in _csv_list(args.seeds)] if args.seeds else None
+        specs = suite.specs(_csv_list(args.methods), _csv_list(args.datasets), seeds, overrides)
+        from benchmark.results import ResultStore
+        from benchmark.runner import plan, resolve, run_inline
+
+        configs = resolve(specs)
+    except (ConfigError, UnknownNameError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = ResultStore(args.results)
+    planned = plan(configs, store)
+    if args.dry_run:
+        counts = {"ok": 0, "failed": 0, None: 0}
+        for p in planned:
+            counts[p.status] += 1
+            print(f"{p.status or 'todo':7s} {p.run_id}")
+        print(
+            f"suite {suite.name}: {len(planned)} runs, {counts['ok']} done, {counts['failed']} failed, "
+            f"{counts[None]} to do"
+        )
+        return 0
+    rows = run_inline(
+        configs,
+        store,
+        force=args.force,
+        retry_failed=args.retry_failed,
+        progress=False if args.no_progress else None,
+        csv_name=suite.name,
+    )
+    csv_path = store.write_csv(suite.name, [c.run_id for c in configs])
+    from benchmark.report import render_summary
+
+    written = render_summary(csv_path, Path(args.reports), suite.name)
+    failed = sum(1 for r in rows if r.get("status") == "failed")
+    print(f"\nresults: {csv_path}")
+    for path in written:
+        print(f"report:  {path}")
+    print(Path(written[0]).read_text())
+    if failed:
+        print(f"{failed} run(s) failed; their errors are in the CSV (rerun them with --retry-failed)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

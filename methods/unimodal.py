@@ -22,6 +22,8 @@ class Unimodal(Joint):
     """
 
     name = "unimodal"
+    # Keep the weights: ReconBoost initialises its learners from the unimodal runs.
+    train_defaults = {"train.save_model": True}
 
     @dataclass
     class Config(MethodConfig):

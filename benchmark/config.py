@@ -158,12 +158,18 @@ def _parse_scalar(text: str, tp: Any) -> Any:
             return False
         raise ValueError(f"expected a boolean (true/false), got {text!r}")
     if tp is int:
-        value = float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
         if not value.is_integer():
             raise ValueError(f"expected an integer, got {text!r}")
         return int(value)
     if tp is float:
-        return float(text)
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
     if tp is str:
         return text
     raise ValueError(f"cannot parse {text!r} as {_type_name(tp)}")

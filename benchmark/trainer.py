@@ -31,6 +31,7 @@ from benchmark.config import RunConfig
 from benchmark.data import SPLITS, MultimodalDataset
 from benchmark.method import Method, MethodContext
 from benchmark.metrics import METRICS, classification_metrics
+from benchmark.models import backbone_name
 from benchmark.registry import DATASETS, METHODS
 from benchmark.results import ResultStore, atomic_write_bytes
 
@@ -344,7 +345,10 @@ def fit(
             buf = io.BytesIO()
             torch.save(method.model.state_dict(), buf)
             atomic_write_bytes(store.run_dir(config.run_id) / "model.pt", buf.getvalue())
-    row["paper_metric"] = setup.dataset.info.paper_metric
+    info = setup.dataset.info
+    row["paper_metric"] = info.paper_metric
+    for m in info.modalities:  # the encoder actually used (model.backbones or the dataset default)
+        row[f"backbone.{m}"] = backbone_name(info, config.model, m)
     assert all(f"test_{m}[best_val]" in row for m in METRICS)
     return row
 

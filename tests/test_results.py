@@ -97,6 +97,7 @@ def test_csv_has_labelled_selection_rules_and_provenance(store):
         "git_commit",
     ):
         assert col in df.columns
+    assert row["backbone.audio"] == "resnet18_audio" and row["backbone.visual"] == "resnet18_visual"
 
 
 def test_resumed_run_equals_uninterrupted(tmp_path):

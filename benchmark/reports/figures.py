@@ -1,0 +1,222 @@
+"""The paper's figures as PNG and PDF (matplotlib, Agg backend): Figure 3's sensitivity lines, 5a-c, per-modality
+accuracy curves over epochs, and MIE's accuracy after each stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmark.reports import data as D  # noqa: E402
+from benchmark.reports import tables as T  # noqa: E402
+
+plt.rcParams.update({"figure.dpi": 110, "font.size": 8, "axes.grid": True, "grid.alpha": 0.3})
+
+
+def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
+    """Write ``<name>.png`` and ``<name>.pdf``; returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    fig.tight_layout()
+    for p in paths:
+        fig.savefig(p)
+    plt.close(fig)
+    return paths
+
+
+def _mean_std(values: T.Seeds) -> tuple[float, float]:
+    m, s = T.mean_std(values)
+    return (np.nan if m is None else m), (0.0 if s is None else s)
+
+
+def sensitivity(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
+    """Figure 3: accuracy and the paper metric against tau and rho (categorical axes), ours and the paper's."""
+    ref = D.paper("fig3_sensitivity")
+    written = []
+    for ds in D.order_datasets(df["dataset"].tolist()):
+        grids = {p: T.sensitivity_rows(df[df["dataset"] == ds], p) for p in ("tau", "rho")}
+        grids = {p: g for p, g in grids.items() if not g.empty}
+        if not grids:
+            continue
+        fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids), 3.2), squeeze=False)
+        for ax, (param, sub) in zip(axes[0], grids.items()):
+            values = sorted(set(sub[f"method.{param}"].astype(float)))
+            x = np.arange(len(values))
+            for metric, color in (("acc", "C0"), (D.paper_metric(df, ds), "C1")):
+                name = D.METRIC_DISPLAY.get(metric, metric)
+                by = T.seeds_of(sub, lambda r, p=param: f"{float(r[f'method.{p}']):g}", f"test_{metric}[{rule}]")
+                ms = [_mean_std(by.get(f"{v:g}", {})) for v in values]
+                ax.errorbar(x, [m for m, _ in ms], yerr=[s for _, s in ms], marker="o", color=color, label=f"{name} (ours)")
+                p = ref[(ref["dataset"] == ds) & (ref["param"] == param) & (ref["metric"] == metric)]
+                lookup = {f"{float(v):g}": y for v, y in zip(p["value"], p["paper_value"])}
+                if lookup:
+                    py = [lookup.get(f"{v:g}", np.nan) for v in values]
+                    ax.plot(x, py, "--", marker="s", color=color, alpha=0.6, label=f"{name} (paper)")
+            ax.set_xticks(x, [f"{v:g}" for v in values])
+            ax.set_xlabel({"tau": "τ", "rho": "ρ"}[param])
+            ax.set_title(f"{D.dataset_name(ds)}: sensitivity to {param}")
+            ax.legend(fontsize=6)
+        written += save(fig, out_dir, f"fig3_sensitivity_{ds}")
+    return written
+
+
+def singular_values(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
+    """Figure 5a: grouped bars of the average singular value per head layer, ours (and the paper's, hatched)."""
+    sv = T.singular_frame(df, hist)
+    if sv.empty:
+        return []
+    ref = D.paper("fig5a_singular_values")
+    written = []
+    for ds in D.order_datasets(sv["dataset"].tolist()):
+        sub = sv[sv["dataset"] == ds].groupby(["label", "seed", "layer"], as_index=False)["value"].mean()
+        layers = sorted(set(sub["layer"]), key=lambda x: (x not in T.PAPER_LAYER, x))
+        labels = D.order_labels(list(sub["label"]))
+        p = ref[ref["dataset"] == ds]
+        series = [(lab, "ours") for lab in labels] + [(lab, "paper") for lab in labels if lab in set(p["label"])]
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(layers) * max(1, len(series)) / 2), 3.2))
+        width = 0.8 / len(series)
+        for i, (lab, src) in enumerate(series):
+            if src == "ours":
+                ms = [_mean_std(T.seeds_of(sub[sub["layer"] == la], T._label, "value").get(lab, {})) for la in layers]
+                ys, es = [m for m, _ in ms], [s for _, s in ms]
+            else:
+                pl = p[p["label"] == lab]
+                lookup = dict(zip(pl["layer"], pl["value"]))
+                ys, es = [lookup.get(la, np.nan) for la in layers], None
+            ax.bar(
+                np.arange(len(layers)) + i * width,
+                ys,
+                width,
+                yerr=es,
+                label=f"{D.display(lab)} ({src})",
+                hatch="//" if src == "paper" else None,
+                alpha=0.6 if src == "paper" else 1.0,
+            )
+        ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, [f"{la}" for la in layers])
+        ax.set_ylabel("average singular value")
+        ax.set_title(f"{D.dataset_name(ds)}: singular values per head layer")
+        ax.legend(fontsize=6)
+        written += save(fig, out_dir, f"fig5a_singular_values_{ds}")
+    return written
+
+
+def bars(table_obj, out_dir: Path, name: str, ylabel: str) -> list[Path]:
+    """Grouped bars of a table's 'ours' (and 'paper') columns; used for Figure 5b."""
+    cols = [(i, c) for i, c in enumerate(table_obj.columns) if c[-1] in ("", "ours", "paper")]
+    metrics = list(dict.fromkeys(c[1] for _, c in cols))
+    series = []
+    for label, cells in table_obj.rows:
+        for src in ("ours", "paper"):
+            ys = []
+            for m in metrics:
+                idx = [i for i, c in cols if c[1] == m and (c[2] == src or (src == "ours" and c[2] == ""))]
+                ys.append(cells[idx[0]].value if idx and cells[idx[0]].value is not None else np.nan)
+            if not all(np.isnan(ys)):
+                series.append((f"{label} ({src})", ys, src))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(series) * len(metrics)), 3.2))
+    width = 0.8 / max(1, len(series))
+    for i, (lab, ys, src) in enumerate(series):
+        ax.bar(np.arange(len(metrics)) + i * width, ys, width, label=lab, hatch="//" if src == "paper" else None)
+    ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics)
+    ax.set_ylabel(ylabel)
+    ax.set_title(table_obj.title)
+    ax.legend(fontsize=6)
+    return save(fig, out_dir, name)
+
+
+def time_vs_accuracy(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
+    """Figure 5c: wall-clock minutes against accuracy, ours (left) and the paper's (right, crema_d)."""
+    ref = D.paper("fig5c_time")
+    written = []
+    for ds in D.order_datasets(df["dataset"].tolist()):
+        sub = df[df["dataset"] == ds]
+        if sub["label"].nunique() < 2 or "wall_time_s" not in sub:
+            continue
+        g = sub.groupby("label").agg(t=("wall_time_s", "mean"), acc=(f"test_acc[{rule}]", "mean"))
+        p = ref[ref["dataset"] == ds]
+        panels = [("ours", g["t"] / 60, g["acc"], g.index)]
+        if len(p):
+            panels.append(("paper", p["time_min"], p["acc"], p["label"]))
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+        for ax, (src, xs, ys, labels) in zip(axes[0], panels):
+            ax.scatter(xs, ys, s=18)
+            for x, y, lab in zip(xs, ys, labels):
+                ax.annotate(D.display(str(lab)), (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+            ax.set_xlabel("training time (min)")
+            ax.set_ylabel("accuracy")
+            ax.set_title(f"{D.dataset_name(ds)} ({src})")
+        written += save(fig, out_dir, f"fig5c_time_{ds}")
+    return written
+
+
+def _history_frame(df: pd.DataFrame, hist: D.Histories) -> pd.DataFrame:
+    recs = []
+    for _, r in df.iterrows():
+        h = hist.get(r["run_id"])
+        for i, e in enumerate((h or {}).get("history") or []):
+            test = e.get("test") or {}
+            rec = {"dataset": r["dataset"], "label": r["label"], "seed": r["seed"], "epoch": e.get("epoch", i + 1)}
+            rec.update({k: v for k, v in test.items() if k == "acc" or k.startswith("acc_")})
+            recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def curves(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
+    """Test accuracy per modality (and fused) over epochs, one panel per method, mean over seeds."""
+    hf = _history_frame(df, hist)
+    if hf.empty:
+        return []
+    written = []
+    for ds in D.order_datasets(hf["dataset"].tolist()):
+        sub = hf[hf["dataset"] == ds]
+        labels = D.order_labels(list(sub["label"]))
+        metrics = ["acc"] + sorted(c for c in sub.columns if c.startswith("acc_") and sub[c].notna().any())
+        ncol = min(4, len(labels))
+        nrow = -(-len(labels) // ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.1 * nrow), squeeze=False, sharey=True)
+        for ax, lab in zip(axes.flat, labels):
+            g = sub[sub["label"] == lab].groupby("epoch")[metrics].mean()
+            for m in metrics:
+                if g[m].notna().any():
+                    name = "fused" if m == "acc" else D.modality_name(m[len("acc_") :])
+                    ax.plot(g.index, g[m], marker=".", label=name, lw=1.6 if m == "acc" else 1.0)
+            ax.set_title(D.display(lab))
+            ax.set_xlabel("epoch")
+        for ax in list(axes.flat)[len(labels) :]:
+            ax.set_visible(False)
+        axes[0][0].set_ylabel("test accuracy")
+        axes[0][0].legend(fontsize=6)
+        fig.suptitle(f"{D.dataset_name(ds)}: per-modality test accuracy over epochs")
+        written += save(fig, out_dir, f"curves_{ds}")
+    return written
+
+
+def stages(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
+    """MIE family: test accuracy (fused and per modality) after each stage, mean over seeds."""
+    st = T.stage_frame(df, hist)
+    if st.empty:
+        return []
+    written = []
+    for ds in D.order_datasets(st["dataset"].tolist()):
+        sub = st[st["dataset"] == ds]
+        labels = D.order_labels(list(sub["label"]))
+        metrics = ["test_acc"] + sorted(c for c in sub.columns if c.startswith("test_acc_") and sub[c].notna().any())
+        fig, axes = plt.subplots(1, len(labels), figsize=(3.4 * len(labels), 3.0), squeeze=False, sharey=True)
+        for ax, lab in zip(axes[0], labels):
+            g = sub[sub["label"] == lab].groupby(["position", "column"], as_index=False)[metrics].mean()
+            g = g.sort_values("position")
+            for m in metrics:
+                if g[m].notna().any():
+                    name = "fused" if m == "test_acc" else D.modality_name(m[len("test_acc_") :])
+                    ax.plot(g["position"], g[m], marker="o", label=name, lw=1.6 if m == "test_acc" else 1.0)
+            ax.set_xticks(g["position"], g["column"], rotation=45, ha="right")
+            ax.set_title(D.display(lab))
+        axes[0][0].set_ylabel("test accuracy")
+        axes[0][0].legend(fontsize=6)
+        written += save(fig, out_dir, f"stages_{ds}")
+    return written

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -18,11 +19,12 @@ from benchmark.reports import tables as T  # noqa: E402
 plt.rcParams.update({"figure.dpi": 110, "font.size": 8, "axes.grid": True, "grid.alpha": 0.3})
 
 
-def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
+def save(fig: plt.Figure, out_dir: Path, name: str, tight: bool = True) -> list[Path]:
     """Write ``<name>.png`` and ``<name>.pdf``; returns both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     for p in paths:
         fig.savefig(p)
     plt.close(fig)
@@ -51,7 +53,9 @@ def sensitivity(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
                 name = D.METRIC_DISPLAY.get(metric, metric)
                 by = T.seeds_of(sub, lambda r, p=param: f"{float(r[f'method.{p}']):g}", f"test_{metric}[{rule}]")
                 ms = [_mean_std(by.get(f"{v:g}", {})) for v in values]
-                ax.errorbar(x, [m for m, _ in ms], yerr=[s for _, s in ms], marker="o", color=color, label=f"{name} (ours)")
+                ax.errorbar(
+                    x, [m for m, _ in ms], yerr=[s for _, s in ms], marker="o", color=color, label=f"{name} (ours)"
+                )
                 p = ref[(ref["dataset"] == ds) & (ref["param"] == param) & (ref["metric"] == metric)]
                 lookup = {f"{float(v):g}": y for v, y in zip(p["value"], p["paper_value"])}
                 if lookup:
@@ -131,6 +135,8 @@ def bars(table_obj, out_dir: Path, name: str, ylabel: str) -> list[Path]:
 
 def time_vs_accuracy(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
     """Figure 5c: wall-clock minutes against accuracy, ours (left) and the paper's (right, crema_d)."""
+    if T.is_sweep(df):
+        return []
     ref = D.paper("fig5c_time")
     written = []
     for ds in D.order_datasets(df["dataset"].tolist()):
@@ -166,33 +172,44 @@ def _history_frame(df: pd.DataFrame, hist: D.Histories) -> pd.DataFrame:
     return pd.DataFrame(recs)
 
 
+def _lines(
+    frame: pd.DataFrame, x: str, metrics: list[str], labels: list[str], title: str, xticks: list[str] | None = None
+) -> plt.Figure:
+    """One panel per metric (fused first, then each modality), one line per method (mean over seeds)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.0 * len(metrics) + 1.6, 2.8), squeeze=False, sharey=True)
+    for ax, m in zip(axes[0], metrics):
+        for i, lab in enumerate(labels):
+            g = frame[frame["label"] == lab].groupby(x)[m].mean()
+            if g.notna().any():
+                style = "-" if i < 10 else "--" if i < 20 else ":"
+                ax.plot(g.index, g.values, style, marker=".", color=f"C{i % 10}", lw=1.2, label=D.display(lab))
+        short = m.removeprefix("test_")
+        ax.set_title("fused" if short == "acc" else D.modality_name(short[len("acc_") :]))
+        if xticks is not None:
+            ax.set_xticks(range(len(xticks)), xticks, rotation=45, ha="right")
+        else:
+            ax.set_xlabel(x)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[0][0].set_ylabel("test accuracy")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center right", fontsize=6, frameon=False)
+    fig.suptitle(title)
+    fig.subplots_adjust(left=0.06, right=1 - 1.5 / fig.get_figwidth(), bottom=0.3 if xticks else 0.17, top=0.82)
+    return fig
+
+
 def curves(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
-    """Test accuracy per modality (and fused) over epochs, one panel per method, mean over seeds."""
+    """Test accuracy over epochs: one panel for the fused prediction and one per modality, a line per method."""
     hf = _history_frame(df, hist)
     if hf.empty:
         return []
     written = []
     for ds in D.order_datasets(hf["dataset"].tolist()):
         sub = hf[hf["dataset"] == ds]
-        labels = D.order_labels(list(sub["label"]))
         metrics = ["acc"] + sorted(c for c in sub.columns if c.startswith("acc_") and sub[c].notna().any())
-        ncol = min(4, len(labels))
-        nrow = -(-len(labels) // ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.1 * nrow), squeeze=False, sharey=True)
-        for ax, lab in zip(axes.flat, labels):
-            g = sub[sub["label"] == lab].groupby("epoch")[metrics].mean()
-            for m in metrics:
-                if g[m].notna().any():
-                    name = "fused" if m == "acc" else D.modality_name(m[len("acc_") :])
-                    ax.plot(g.index, g[m], marker=".", label=name, lw=1.6 if m == "acc" else 1.0)
-            ax.set_title(D.display(lab))
-            ax.set_xlabel("epoch")
-        for ax in list(axes.flat)[len(labels) :]:
-            ax.set_visible(False)
-        axes[0][0].set_ylabel("test accuracy")
-        axes[0][0].legend(fontsize=6)
-        fig.suptitle(f"{D.dataset_name(ds)}: per-modality test accuracy over epochs")
-        written += save(fig, out_dir, f"curves_{ds}")
+        title = f"{D.dataset_name(ds)}: test accuracy over epochs (mean over seeds)"
+        fig = _lines(sub, "epoch", metrics, D.order_labels(list(sub["label"])), title)
+        written += save(fig, out_dir, f"curves_{ds}", tight=False)
     return written
 
 
@@ -204,19 +221,9 @@ def stages(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
     written = []
     for ds in D.order_datasets(st["dataset"].tolist()):
         sub = st[st["dataset"] == ds]
-        labels = D.order_labels(list(sub["label"]))
         metrics = ["test_acc"] + sorted(c for c in sub.columns if c.startswith("test_acc_") and sub[c].notna().any())
-        fig, axes = plt.subplots(1, len(labels), figsize=(3.4 * len(labels), 3.0), squeeze=False, sharey=True)
-        for ax, lab in zip(axes[0], labels):
-            g = sub[sub["label"] == lab].groupby(["position", "column"], as_index=False)[metrics].mean()
-            g = g.sort_values("position")
-            for m in metrics:
-                if g[m].notna().any():
-                    name = "fused" if m == "test_acc" else D.modality_name(m[len("test_acc_") :])
-                    ax.plot(g["position"], g[m], marker="o", label=name, lw=1.6 if m == "test_acc" else 1.0)
-            ax.set_xticks(g["position"], g["column"], rotation=45, ha="right")
-            ax.set_title(D.display(lab))
-        axes[0][0].set_ylabel("test accuracy")
-        axes[0][0].legend(fontsize=6)
-        written += save(fig, out_dir, f"stages_{ds}")
+        ticks = sub.sort_values("position").drop_duplicates("position")["column"].tolist()
+        title = f"{D.dataset_name(ds)}: accuracy after each MIE stage (mean over seeds)"
+        fig = _lines(sub, "position", metrics, D.order_labels(list(sub["label"])), title, xticks=ticks)
+        written += save(fig, out_dir, f"stages_{ds}", tight=False)
     return written

@@ -256,9 +256,5 @@ def latex_document(parts: list[str], title: str) -> str:
     """A standalone document around table fragments (``\\input`` names or literal LaTeX)."""
     body = "\n".join(parts)
     return (
-        LATEX_PREAMBLE
-        + "\\begin{document}\n"
-        + f"\\section*{{{latex_escape(title)}}}\n"
-        + body
-        + "\n\\end{document}\n"
+        LATEX_PREAMBLE + "\\begin{document}\n" + f"\\section*{{{latex_escape(title)}}}\n" + body + "\n\\end{document}\n"
     )

@@ -67,11 +67,11 @@ def mean_std(values: Seeds) -> tuple[float | None, float | None]:
 
 def paired_p(a: Seeds, b: Seeds) -> float | None:
     """Two-sided paired t-test over the seeds both have (None with fewer than two)."""
-    from scipy import stats
-
     seeds = sorted(s for s in a if s in b and D.finite(a[s]) and D.finite(b[s]))
     if len(seeds) < 2:
         return None
+    from scipy import stats  # here: importing scipy.stats takes a second, single-seed reports skip it
+
     x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
     if np.allclose(x, y):
         return 1.0
@@ -153,6 +153,11 @@ def seeds_of(df: pd.DataFrame, key: Callable[[pd.Series], str], column: str) -> 
     return {k: {s: float(np.mean(v)) for s, v in d.items()} for k, d in out.items()}
 
 
+def is_sweep(df: pd.DataFrame) -> bool:
+    """Several configurations per (dataset, label, seed): a sweep, whose runs must not be averaged per method."""
+    return bool(df.duplicated(["dataset", "label", "seed"]).any())
+
+
 def _label(r: pd.Series) -> str:
     return str(r["label"])
 
@@ -172,7 +177,7 @@ def table1(df: pd.DataFrame, rule: str, with_paper: bool = False, dataset: str |
     Without ``with_paper``: every dataset side by side (the paper's layout). With it: one table per dataset
     with ours, the paper's value and the difference; rows the paper has and we lack are listed too.
     """
-    if df.empty or df.duplicated(["dataset", "label", "seed"]).any():
+    if df.empty or is_sweep(df):
         return []  # a sweep (several configs per method and seed) has its own tables, not Table 1
     datasets = [dataset] if dataset else D.order_datasets(df["dataset"].tolist())
     ref = D.paper("table1")
@@ -225,6 +230,8 @@ def summary(df: pd.DataFrame, rule: str) -> list[Table]:
             for m in metrics
         ]
         caption = f"Test metrics on {D.dataset_name(ds)}. {_rule_caption(rule)} {MARK_NOTE}"
+        if is_sweep(sub):
+            caption += " This CSV is a sweep: each row averages all configurations of a method; see the sweep tables."
         cols.append(Col("Seeds", text={k: str(len(v)) for k, v in cols[0].ours.items()}))
         title = f"Summary ({D.dataset_name(ds)})"
         out.append(build(f"summary_{ds}", title, caption, _rows(list(sub["label"])), cols, False))
@@ -247,7 +254,7 @@ def table2(df: pd.DataFrame, rule: str) -> list[Table]:
     out = []
     for ds in D.order_datasets(df["dataset"].tolist()):
         sub = df[(df["dataset"] == ds) & df["label"].isin(ABLATION)]
-        if sub["label"].nunique() < 2:
+        if sub["label"].nunique() < 2 or is_sweep(sub):
             continue
         p = ref[ref["dataset"] == ds]
         rows = [Row(k, D.display(k)) for k in ABLATION if k in set(sub["label"])]
@@ -259,9 +266,18 @@ def table2(df: pd.DataFrame, rule: str) -> list[Table]:
             metric = f"acc_{m}" if m else "acc"
             pm = p[p["metric"] == metric]
             name = D.modality_name(m) if m else "Multi"
-            cols.append(Col(name, seeds_of(sub, _label, f"test_{metric}[{rule}]"), dict(zip(pm["label"], pm["value"])), kind="pct"))
+            cols.append(
+                Col(
+                    name,
+                    seeds_of(sub, _label, f"test_{metric}[{rule}]"),
+                    dict(zip(pm["label"], pm["value"])),
+                    kind="pct",
+                )
+            )
         caption = f"Ablation of SAM and GM on {D.dataset_name(ds)}, accuracy (%). {_rule_caption(rule)}"
-        out.append(build(f"table2_{ds}", f"Table 2 ({D.dataset_name(ds)})", caption, rows, cols, True, row_header="Variant"))
+        out.append(
+            build(f"table2_{ds}", f"Table 2 ({D.dataset_name(ds)})", caption, rows, cols, True, row_header="Variant")
+        )
     return out
 
 
@@ -377,7 +393,9 @@ def table4(df: pd.DataFrame, rule: str) -> list[Table]:
             )
         rows = [Row(k, scope_name(k)) for k in keys]
         caption = f"Scope of GM on {D.dataset_name(ds)} (share of parameters, deep to shallow). {_rule_caption(rule)}"
-        out.append(build(f"table4_{ds}", f"Table 4 ({D.dataset_name(ds)})", caption, rows, cols, True, row_header="Scope"))
+        out.append(
+            build(f"table4_{ds}", f"Table 4 ({D.dataset_name(ds)})", caption, rows, cols, True, row_header="Scope")
+        )
     return out
 
 
@@ -393,7 +411,7 @@ def sensitivity_rows(df: pd.DataFrame, param: str) -> pd.DataFrame:
     if sub.empty or sub[pc].nunique() < 2:
         return sub.iloc[0:0]
     ref = sub.groupby(oc)[pc].nunique().idxmax()
-    return sub[np.isclose(sub[oc].astype(float), float(ref))]
+    return sub[np.isclose(sub[oc].astype(float), float(ref), rtol=1e-6, atol=0.0)]
 
 
 def fig3(df: pd.DataFrame, rule: str) -> list[Table]:
@@ -424,7 +442,15 @@ def fig3(df: pd.DataFrame, rule: str) -> list[Table]:
             rows = [Row(f"{v:g}", f"{v:g}") for v in values]
             caption = f"Sensitivity to {sym} on {D.dataset_name(ds)} (IGM Figure 3). {_rule_caption(rule)}"
             out.append(
-                build(f"fig3_{param}_{ds}", f"Figure 3, {sym} ({D.dataset_name(ds)})", caption, rows, cols, True, row_header=sym)
+                build(
+                    f"fig3_{param}_{ds}",
+                    f"Figure 3, {sym} ({D.dataset_name(ds)})",
+                    caption,
+                    rows,
+                    cols,
+                    True,
+                    row_header=sym,
+                )
             )
     return out
 
@@ -470,12 +496,16 @@ def fig5a(df: pd.DataFrame, hist: D.Histories) -> list[Table]:
             part = sub[sub["layer"] == layer]
             pl = p[p["layer"] == layer]
             name = f"{layer} ({PAPER_LAYER[layer]})" if layer in PAPER_LAYER else layer
-            cols.append(Col(name, seeds_of(part, _label, "value"), dict(zip(pl["label"], pl["value"])), kind="num1", best=False))
+            cols.append(
+                Col(name, seeds_of(part, _label, "value"), dict(zip(pl["label"], pl["value"])), kind="num1", best=False)
+            )
         caption = (
             f"Average singular value per head layer on {D.dataset_name(ds)} (mean over modalities and seeds; "
             "smaller = flatter). Paper: IGM Figure 5a, read off the figure (±0.5)."
         )
-        out.append(build(f"fig5a_{ds}", f"Figure 5a ({D.dataset_name(ds)})", caption, _rows(list(sub["label"])), cols, True))
+        out.append(
+            build(f"fig5a_{ds}", f"Figure 5a ({D.dataset_name(ds)})", caption, _rows(list(sub["label"])), cols, True)
+        )
     return out
 
 
@@ -499,16 +529,24 @@ def fig5b(df: pd.DataFrame, rule: str) -> list[Table]:
         for m in ["", *modalities(sub, rule)]:
             metric = f"acc_{m}" if m else "acc"
             pm = p[p["metric"] == metric]
-            cols.append(Col(D.modality_name(m) if m else "Multi", seeds_of(sub, _label, f"test_{metric}[{rule}]"), dict(zip(pm["label"], pm["value"]))))
+            cols.append(
+                Col(
+                    D.modality_name(m) if m else "Multi",
+                    seeds_of(sub, _label, f"test_{metric}[{rule}]"),
+                    dict(zip(pm["label"], pm["value"])),
+                )
+            )
         rows = [Row(r.key, "CLIP" if r.key == "joint" else f"CLIP+{r.label}") for r in _rows(list(sub["label"]))]
-        caption = f"CLIP encoders on {D.dataset_name(ds)}, accuracy. {_rule_caption(rule)} Paper: IGM Figure 5b (±.001)."
+        caption = (
+            f"CLIP encoders on {D.dataset_name(ds)}, accuracy. {_rule_caption(rule)} Paper: IGM Figure 5b (±.001)."
+        )
         out.append(build(f"fig5b_{ds}", f"Figure 5b ({D.dataset_name(ds)})", caption, rows, cols, True))
     return out
 
 
 def fig5c(df: pd.DataFrame, rule: str) -> list[Table]:
     """Figure 5c: training time (minutes, wall clock) against accuracy, per dataset with two or more methods."""
-    if "wall_time_s" not in df:
+    if "wall_time_s" not in df or is_sweep(df):
         return []
     ref = D.paper("fig5c_time")
     out = []
@@ -518,12 +556,20 @@ def fig5c(df: pd.DataFrame, rule: str) -> list[Table]:
             continue
         p = ref[ref["dataset"] == ds]
         cols = [
-            Col("Time (min)", seeds_of(sub, _label, "minutes"), dict(zip(p["label"], p["time_min"])), kind="num1", best=False),
+            Col(
+                "Time (min)",
+                seeds_of(sub, _label, "minutes"),
+                dict(zip(p["label"], p["time_min"])),
+                kind="num1",
+                best=False,
+            ),
             Col("Acc", seeds_of(sub, _label, f"test_acc[{rule}]"), dict(zip(p["label"], p["acc"]))),
         ]
         caption = (
             f"Training time against accuracy on {D.dataset_name(ds)}. {_rule_caption(rule)} Paper: IGM Figure 5c "
             "(RTX 3090; the paper's caption says hours, the values read as minutes); hardware differs, compare ratios."
         )
-        out.append(build(f"fig5c_{ds}", f"Figure 5c ({D.dataset_name(ds)})", caption, _rows(list(sub["label"])), cols, True))
+        out.append(
+            build(f"fig5c_{ds}", f"Figure 5c ({D.dataset_name(ds)})", caption, _rows(list(sub["label"])), cols, True)
+        )
     return out

@@ -366,11 +366,11 @@ def table4(df: pd.DataFrame, rule: str) -> list[Table]:
     for ds in D.order_datasets(df["dataset"].tolist()):
         sub = df[(df["dataset"] == ds) & (df["label"] == "mie")].copy()
         sub["key"] = sub["method.gm_scope"].map(scope_key)
+        if sub["key"].nunique() < 2:
+            continue  # not a scope sweep
         no_gm = df[(df["dataset"] == ds) & (df["label"] == "mie_no_gm")].copy()
         if len(no_gm) and "0.0" not in set(sub["key"]):
             sub = pd.concat([sub, no_gm.assign(key="0.0")])
-        if sub["key"].nunique() < 2:
-            continue
 
         def order(k: str) -> tuple[int, float]:
             try:

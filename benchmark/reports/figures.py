@@ -47,7 +47,8 @@ def sensitivity(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
             continue
         fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids), 3.2), squeeze=False)
         for ax, (param, sub) in zip(axes[0], grids.items()):
-            values = sorted(set(sub[f"method.{param}"].astype(float)))
+            grid = ref[(ref["dataset"] == ds) & (ref["param"] == param)]["value"].astype(float)
+            values = sorted({float(f"{v:g}") for v in [*sub[f"method.{param}"].astype(float), *grid]})
             x = np.arange(len(values))
             for metric, color in (("acc", "C0"), (D.paper_metric(df, ds), "C1")):
                 name = D.METRIC_DISPLAY.get(metric, metric)
@@ -63,7 +64,7 @@ def sensitivity(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
                     ax.plot(x, py, "--", marker="s", color=color, alpha=0.6, label=f"{name} (paper)")
             ax.set_xticks(x, [f"{v:g}" for v in values])
             ax.set_xlabel({"tau": "τ", "rho": "ρ"}[param])
-            ax.set_title(f"{D.dataset_name(ds)}: sensitivity to {param}")
+            ax.set_title(f"{D.dataset_name(ds)}: sensitivity to {({'tau': 'τ', 'rho': 'ρ'})[param]}")
             ax.legend(fontsize=6)
         written += save(fig, out_dir, f"fig3_sensitivity_{ds}")
     return written
@@ -148,7 +149,7 @@ def time_vs_accuracy(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
         panels = [("ours", g["t"] / 60, g["acc"], g.index)]
         if len(p):
             panels.append(("paper", p["time_min"], p["acc"], p["label"]))
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
         for ax, (src, xs, ys, labels) in zip(axes[0], panels):
             ax.scatter(xs, ys, s=18)
             for x, y, lab in zip(xs, ys, labels):

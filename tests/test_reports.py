@@ -271,3 +271,10 @@ def test_report_only_renders_without_torch(tmp_path: Path) -> None:
         timeout=120,
     )
     assert missing.returncode == 2 and "nope.csv does not exist" in missing.stderr
+
+
+def test_empty_csv_gives_a_report_saying_so(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    written = render_report(tmp_path / "empty.csv", tmp_path / "rep", "empty")
+    assert "No finished runs yet." in written[0].read_text()
+    assert "No finished runs yet." in written[1].read_text()

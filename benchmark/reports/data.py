@@ -124,18 +124,27 @@ def order_datasets(names: list[str]) -> list[str]:
     return [d for d in DATASET_ORDER if d in names] + sorted(d for d in names if d not in DATASET_ORDER)
 
 
+def read(csv_path: str | Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(csv_path)
+    except pd.errors.EmptyDataError:  # a suite whose runs have not written anything yet
+        return pd.DataFrame()
+
+
 def load_results(csv_path: str | Path) -> pd.DataFrame:
     """The finished runs of a result CSV (failed runs dropped); ``label`` falls back to ``method``."""
-    df = pd.read_csv(csv_path)
+    df = read(csv_path)
     if "status" in df:
         df = df[df["status"] == "ok"]
     if "label" not in df and "method" in df:
         df = df.assign(label=df["method"])
+    if "dataset" not in df or "seed" not in df:
+        return df.iloc[0:0]
     return df.reset_index(drop=True)
 
 
 def failed_runs(csv_path: str | Path) -> pd.DataFrame:
-    df = pd.read_csv(csv_path)
+    df = read(csv_path)
     return df[df["status"] == "failed"] if "status" in df else df.iloc[0:0]
 
 

@@ -278,3 +278,22 @@ def test_empty_csv_gives_a_report_saying_so(tmp_path: Path) -> None:
     written = render_report(tmp_path / "empty.csv", tmp_path / "rep", "empty")
     assert "No finished runs yet." in written[0].read_text()
     assert "No finished runs yet." in written[1].read_text()
+
+
+def test_csv_written_by_the_trainer(tmp_path: Path) -> None:
+    """real_quick/ is a run_all.py output (joint + both unimodal runs, 1 epoch): the schema the trainer writes."""
+    csv = FIX / "real_quick" / "quick.csv"
+    raw = pd.read_csv(csv).set_index("label")
+    tables = {t.key: t for t in build_tables(csv)}
+    t1 = tables["table1"]
+    assert [label for label, _ in t1.rows] == ["Unimodal (audio)", "Unimodal (visual)", "Baseline"]
+    joint = dict(t1.rows)["Baseline"]
+    assert joint[0].value == pytest.approx(raw.loc["joint", "test_acc[best_val]"])
+    assert joint[1].value == pytest.approx(raw.loc["joint", "test_map[best_val]"])
+    summary = tables["summary_av_digits"]
+    cols = [c[1] for c in summary.columns]
+    assert cols[:4] == ["Acc", "MAP", "Acc audio", "Acc visual"]
+    assert dict(summary.rows)["Unimodal (audio)"][cols.index("Acc visual")].number() == "–"
+    written = render_report(csv, tmp_path, "quick")
+    names = {p.name for p in written}
+    assert {"curves_av_digits.png", "curves_av_digits.pdf", "table1.tex", "summary_av_digits.md"} <= names

@@ -8,6 +8,8 @@ Examples::
     python run_all.py --methods joint --datasets av_digits --seeds 0,1 --set train.epochs=3
     python run_all.py --suite quick --dry-run          # the plan: done / failed / to do
     python run_all.py --bench                          # step-time ratios to joint -> reports/perf.csv
+    python run_all.py --report-only                    # every table and figure from results/*.csv (no torch)
+    python run_all.py --report-only --suite main --rule best_test
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::", 1)[1],
     )
-    p.add_argument("--suite", default="quick", help="suite to run (default: quick); see --list")
+    p.add_argument("--suite", default=None, help="suite to run (default: quick); see --list")
     p.add_argument("--methods", help="comma-separated methods (default: the suite's)")
     p.add_argument("--datasets", help="comma-separated datasets (default: the suite's)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
@@ -51,6 +53,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reports", default=str(ROOT / "reports"), help="report directory (default: reports/)")
     p.add_argument("--bench", action="store_true", help="measure step-time ratios to joint and loader speed")
     p.add_argument("--bench-steps", type=int, default=5, help="timed steps per method for --bench")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="render the tables and figures of results/<suite>.csv (all CSVs without --suite) and exit",
+    )
+    p.add_argument(
+        "--rule",
+        default="best_val",
+        choices=("best_val", "last", "best_test"),
+        help="model-selection rule of the reported numbers (default: best_val)",
+    )
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
     return p.parse_args(argv)
 
@@ -75,6 +88,11 @@ def cmd_list() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:  # files only: no registry, no torch
+        from benchmark.reports import report_only
+
+        return report_only(Path(args.results), Path(args.reports), args.suite, args.rule)
+    args.suite = args.suite or "quick"
     from benchmark.config import ConfigError, parse_set_args
     from benchmark.registry import SUITES, UnknownNameError
 
@@ -119,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         csv_name=suite.name,
     )
     csv_path = store.write_csv(suite.name, [c.run_id for c in configs])
-    from benchmark.report import render_summary
+    from rich.console import Console
 
-    written = render_summary(csv_path, Path(args.reports), suite.name)
+    from benchmark.reports import render_report
+
+    written = render_report(csv_path, Path(args.reports), suite.name, args.rule, console=Console())
     failed = sum(1 for r in rows if r.get("status") == "failed")
     print(f"\nresults: {csv_path}")
-    for path in written:
-        print(f"report:  {path}")
-    print(Path(written[0]).read_text())
+    print(f"report:  {written[0]} ({len(written)} files in {Path(written[0]).parent}; LaTeX: {written[1]})")
     if failed:
         print(f"{failed} run(s) failed; their errors are in the CSV (rerun them with --retry-failed)")
         return 1

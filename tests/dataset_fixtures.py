@@ -1,0 +1,91 @@
+"""Tiny raw releases in each dataset's own layout, generated on the fly (audio, JPEG frames, videos, text)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.io import wavfile
+
+CREMA_CODES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
+
+
+def tone(sr: int, seconds: float, freq: float, seed: int) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    rng = np.random.default_rng(seed)
+    x = 0.4 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(len(t))
+    return x.astype(np.float32)
+
+
+def write_wav16(path: Path, x: np.ndarray, sr: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wavfile.write(path, sr, (np.clip(x, -1, 1) * 32767).astype(np.int16))
+
+
+def colour_frame(label: int, k: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed * 100 + k)
+    base = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    base[..., label % 3] = 60 + 30 * label
+    base = np.clip(base + rng.integers(0, 40, base.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(base)
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int, codec: str) -> None:
+    """uint8 (N, H, W, 3) frames -> a video file with PyAV."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def make_crema_d(root: Path, per_class: int = 2, with_video: bool = True, with_bad: bool = True) -> list[str]:
+    """CREMA-D layout: AudioWAV/*.wav (16 kHz), Image-01-FPS/<clip>/*.jpg, VideoFlash/*.flv, train/test.csv."""
+    clips = []
+    rows = {"train": [], "test": []}
+    n = 0
+    for c, code in enumerate(CREMA_CODES):
+        for j in range(per_class + 1):
+            clip = f"{1001 + n}_IEO_{code}_XX"
+            n += 1
+            write_wav16(root / "AudioWAV" / f"{clip}.wav", tone(16000, 1.2 + 0.3 * j, 200 + 150 * c, n), 16000)
+            if with_video and n == 2:
+                frames = np.stack([np.asarray(colour_frame(c, k, seed=n)) for k in range(60)])
+                write_video(root / "VideoFlash" / f"{clip}.flv", frames, 30, "flv")
+            else:
+                fdir = root / "Image-01-FPS" / clip
+                fdir.mkdir(parents=True, exist_ok=True)
+                for k in range(2 + j % 2):
+                    colour_frame(c, k, seed=n).save(fdir / f"{30 * k:05d}.jpg")
+            rows["test" if j == per_class else "train"].append(f"{clip},{code}")
+            clips.append(clip)
+    if with_bad:  # a truncated wav: prepare must list it and go on
+        bad = f"{1001 + n}_IEO_ANG_XX"
+        (root / "AudioWAV" / f"{bad}.wav").write_bytes(b"RIFF\x00\x00")
+        fdir = root / "Image-01-FPS" / bad
+        fdir.mkdir(parents=True, exist_ok=True)
+        colour_frame(5, 0).save(fdir / "00000.jpg")
+        rows["train"].append(f"{bad},ANG")
+        clips.append(bad)
+    for split, lines in rows.items():  # CRLF + BOM, like the OGM-GE files
+        (root / f"{split}.csv").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    return clips
+
+
+def tree_digest(root: Path) -> str:
+    """A hash of every file's path, size and bytes below ``root`` (to show prepare leaves raw data alone)."""
+    h = hashlib.sha1()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()

@@ -412,7 +412,7 @@ def frames_to_tensor(
     from torchvision.transforms import v2
     from torchvision.transforms.v2 import functional as TF
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
+    x = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
     outs = []
     for f in x:
         if train:

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy.io import wavfile
 
 CREMA_CODES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
@@ -89,3 +89,52 @@ def tree_digest(root: Path) -> str:
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+WORDS = ("good", "bad", "happy", "sad", "love", "hate", "day", "news", "great", "awful", "the", "a", "is", "trump")
+
+
+def make_vocab(path: Path) -> Path:
+    """A tiny BERT WordPiece vocabulary (a local tokenizer directory with vocab.txt)."""
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    (path / "vocab.txt").write_text("\n".join(specials + list(WORDS)) + "\n")
+    return path
+
+
+def text_image(path: Path, label: int, k: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = colour_frame(label, k, size=(40, 30), seed=label)
+    ImageDraw.Draw(im).text((2, 2), WORDS[label], fill=(255, 255, 255))
+    im.save(path)
+
+
+def make_twitter2015(root: Path, per_class: int = 3) -> None:
+    """TomBERT layout: twitter2015/{train,dev,test}.tsv and twitter2015_images/."""
+    header = "index\t#1 Label\t#2 ImageID\t#3 String\t#3 String"
+    for split, n in (("train", per_class), ("dev", 1), ("test", 1)):
+        lines = [header]
+        for c in range(3):
+            for k in range(n):
+                img = f"{split}_{c}_{k}.jpg"
+                text_image(root / "twitter2015_images" / img, c, k)
+                lines.append(f"{len(lines)}\t{c}\t{img}\t$T$ is {WORDS[c]} #news!\tRT @Trump")
+        if split == "train":  # a missing image: listed as bad
+            lines.append(f"{len(lines)}\t0\tmissing.jpg\tthe day\tX")
+        (root / "twitter2015").mkdir(parents=True, exist_ok=True)
+        (root / "twitter2015" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def make_sarcasm(root: Path, per_class: int = 3) -> None:
+    """IGM layout: annotations/{train,valid,test}.json with image/text/label, images/."""
+    import json
+
+    for split, n in (("train", per_class), ("valid", 1), ("test", 1)):
+        rows = []
+        for c in range(2):
+            for k in range(n):
+                img = f"{split}{c}{k}"
+                text_image(root / "images" / f"{img}.jpg", c, k)
+                rows.append({"image": img, "text": f"{WORDS[c]} day, {WORDS[4 + c]} it <user>", "label": c})
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"{split}.json").write_text(json.dumps(rows))

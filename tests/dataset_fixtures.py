@@ -138,3 +138,19 @@ def make_sarcasm(root: Path, per_class: int = 3) -> None:
                 rows.append({"image": img, "text": f"{WORDS[c]} day, {WORDS[4 + c]} it <user>", "label": c})
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / f"{split}.json").write_text(json.dumps(rows))
+
+
+def make_kinetics_sounds(root: Path, classes: int = 3, per_class: int = 2) -> None:
+    """KS layout: audio/<clip>.wav, visual/<clip>/*.jpg, train.csv / test.csv ("clip,label")."""
+    rows = {"train": [], "test": []}
+    for c in range(classes):
+        for j in range(per_class + 1):
+            clip = f"yt{c}{j}_000010_000020"
+            write_wav16(root / "audio" / f"{clip}.wav", tone(16000, 3.0 + j, 220 + 200 * c, 10 * c + j), 16000)
+            fdir = root / "visual" / clip
+            fdir.mkdir(parents=True, exist_ok=True)
+            for k in range(4 + j):
+                colour_frame(c, k, seed=c).save(fdir / f"frame_{k:05d}.jpg")
+            rows["test" if j == per_class else "train"].append(f"{clip},{c}")
+    for split, lines in rows.items():
+        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from dataset_fixtures import make_crema_d, tone, tree_digest, write_wav16
 
 from benchmark.config import build_config
 from benchmark.data import DatasetNotFoundError
 from datasets import _common
 from datasets._common import log_stft
+from datasets._fixtures import make_crema_d, tone, tree_digest, write_wav16
 from datasets.crema_d import CremaD
 
 
@@ -159,3 +159,12 @@ def test_one_epoch_trains_on_the_cache(prepared):
     row = fit(cfg, None, progress=False)
     assert row["status"] == "ok"
     assert 0.0 <= row["test_acc[last]"] <= 1.0 and np.isfinite(row["test_map[last]"])
+
+
+def test_loader_benchmark_compares_cache_with_raw(prepared):
+    from benchmark.bench_data import bench_dataset
+
+    base = prepared[0]
+    row = bench_dataset("crema_d", str(base / "raw"), str(base / "cache"), limit=6, split="test")
+    assert row["samples"] == 6 and row["cached_sps"] > 0 and row["raw_sps"] > 0
+    assert row["speedup"] > 1.0  # decoding wav + resampling + STFT + JPEG per sample costs more than a memmap read

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from dataset_fixtures import make_sarcasm, make_twitter2015, make_vocab, tree_digest
 
 from benchmark.backbones.clip import PretrainedWeightsMissing
 from benchmark.config import build_config
+from datasets._fixtures import make_sarcasm, make_twitter2015, make_vocab, tree_digest
 from datasets._imagetext import TokenizerMissing, clean_text
 from datasets.sarcasm import Sarcasm
 from datasets.twitter2015 import Twitter2015

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dataset_fixtures import make_kinetics_sounds, tone, write_wav16
 
 from benchmark.config import build_config
+from datasets._fixtures import make_kinetics_sounds, tone, write_wav16
 from datasets.kinetics_sounds import KineticsSounds
 
 

@@ -1,4 +1,4 @@
-"""Tiny raw releases in each dataset's own layout, generated on the fly (audio, JPEG frames, videos, text)."""
+"""Tiny raw releases in each dataset's own layout, generated on the fly (for the tests and the loader benchmark)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,13 @@ def write_video(path: Path, frames: np.ndarray, fps: int, codec: str) -> None:
             out.mux(packet)
 
 
-def make_crema_d(root: Path, per_class: int = 2, with_video: bool = True, with_bad: bool = True) -> list[str]:
+def make_crema_d(
+    root: Path,
+    per_class: int = 2,
+    with_video: bool = True,
+    with_bad: bool = True,
+    frame_size: tuple[int, int] = (64, 48),
+) -> list[str]:
     """CREMA-D layout: AudioWAV/*.wav (16 kHz), Image-01-FPS/<clip>/*.jpg, VideoFlash/*.flv, train/test.csv."""
     clips = []
     rows = {"train": [], "test": []}
@@ -65,7 +71,7 @@ def make_crema_d(root: Path, per_class: int = 2, with_video: bool = True, with_b
                 fdir = root / "Image-01-FPS" / clip
                 fdir.mkdir(parents=True, exist_ok=True)
                 for k in range(2 + j % 2):
-                    colour_frame(c, k, seed=n).save(fdir / f"{30 * k:05d}.jpg")
+                    colour_frame(c, k, size=frame_size, seed=n).save(fdir / f"{30 * k:05d}.jpg")
             rows["test" if j == per_class else "train"].append(f"{clip},{code}")
             clips.append(clip)
     if with_bad:  # a truncated wav: prepare must list it and go on

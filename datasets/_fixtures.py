@@ -160,3 +160,26 @@ def make_kinetics_sounds(root: Path, classes: int = 3, per_class: int = 2) -> No
             rows["test" if j == per_class else "train"].append(f"{clip},{c}")
     for split, lines in rows.items():
         (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
+
+
+def make_nvgesture(root: Path, per_class: int = 2, classes: int = 3, frames: int = 20) -> None:
+    """NVGesture layout: the two .lst split files, Video_data/class_XX/subjectY_rZ/sk_{color,depth}.avi, flow_data/."""
+    lines: dict[str, list[str]] = {"train": [], "test": []}
+    for c in range(classes):
+        for j in range(per_class + 1):
+            split = "test" if j == per_class else "train"
+            rel = f"./Video_data/class_{c + 1:02d}/subject{j}_r{c}"
+            clip = np.stack([np.asarray(colour_frame(c, k, size=(40, 30), seed=j)) for k in range(frames)])
+            write_video(root / rel / "sk_color.avi", clip, 30, "mpeg4")
+            write_video(root / rel / "sk_depth.avi", clip[..., ::-1].copy(), 30, "mpeg4")
+            idx = len(lines[split])
+            if not (split == "train" and c == classes - 1 and j == 0):  # one gesture without flow: listed as bad
+                flow = np.random.default_rng(idx).standard_normal((frames - 4, 30, 40, 2)).astype(np.float32) + c
+                (root / "flow_data" / split).mkdir(parents=True, exist_ok=True)
+                np.save(root / "flow_data" / split / f"{idx}.npy", flow)
+            lines[split].append(
+                f"path:{rel} depth:sk_depth:2:{frames - 2} color:sk_color:2:{frames - 2} "
+                f"duo_left:duo_left:3:{frames - 1} label:{c + 1}"
+            )
+    for split, rows in lines.items():
+        (root / f"nvgesture_{split}_correct_cvpr2016_v2.lst").write_text("\n".join(rows) + "\n")

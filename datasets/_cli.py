@@ -1,4 +1,4 @@
-"""``python -m datasets prepare NAME --root RAW --out CACHE`` (or ``python -m datasets.NAME prepare ...``)."""
+"""``python -m datasets prepare NAME --root RAW --out CACHE`` and ``python -m datasets bench NAME ...``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from benchmark.data import DatasetNotFoundError
 from benchmark.registry import DATASETS
 
 
 def main(argv: Sequence[str] | None = None, dataset: str | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=f"python -m datasets.{dataset}" if dataset else "python -m datasets",
+        prog="python -m datasets",
         description="Prepare a dataset's packed cache from its raw release, or benchmark the cache.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,7 +47,7 @@ def main(argv: Sequence[str] | None = None, dataset: str | None = None) -> int:
 
             row = bench_dataset(name, args.root, args.out, limit=args.limit)
             print(row)
-    except DatasetNotFoundError as exc:
+    except FileNotFoundError as exc:  # missing raw data, cache, tokenizer or weights: the message says what to do
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

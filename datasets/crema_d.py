@@ -90,9 +90,3 @@ class CremaD(AVDataset):
                     raise ValueError(f"{path}: unknown emotion {emo!r} in row {line!r} (expected {sorted(LABELS)})")
                 rows.append((clip, LABELS[emo], split))
         return rows
-
-
-if __name__ == "__main__":
-    from datasets._cli import main
-
-    raise SystemExit(main(dataset=CremaD.name))

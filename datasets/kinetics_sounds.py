@@ -94,9 +94,3 @@ class KineticsSounds(AVDataset):
                     raise ValueError(f"{path}: label {lab!r} is neither an index < {NUM_CLASSES} nor in classes.txt")
                 rows.append((clip, label, split))
         return rows
-
-
-if __name__ == "__main__":
-    from datasets._cli import main
-
-    raise SystemExit(main(dataset=KineticsSounds.name))

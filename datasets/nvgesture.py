@@ -208,9 +208,3 @@ class NVGesture(MultimodalDataset):
 
     def split(self, name: str) -> CachedSplit:
         return CachedSplit(self._cache(), name, self.make_item)
-
-
-if __name__ == "__main__":
-    from datasets._cli import main
-
-    raise SystemExit(main(dataset=NVGesture.name))

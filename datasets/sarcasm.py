@@ -41,9 +41,3 @@ class Sarcasm(ImageTextDataset):
         "train.scheduler": "none",
         "train.select_metric": "macro_f1",
     }
-
-
-if __name__ == "__main__":
-    from datasets._cli import main
-
-    raise SystemExit(main(dataset=Sarcasm.name))

@@ -39,9 +39,3 @@ class Twitter2015(ImageTextDataset):
         "train.weight_decay": 1e-4,
         "train.scheduler": "none",
     }
-
-
-if __name__ == "__main__":
-    from datasets._cli import main
-
-    raise SystemExit(main(dataset=Twitter2015.name))

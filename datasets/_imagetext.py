@@ -71,7 +71,11 @@ def load_tokenizer(name: str) -> tuple[Any, int]:
             f"AutoTokenizer, AutoModel; AutoTokenizer.from_pretrained('{name}'); AutoModel.from_pretrained('{name}')\" "
             f"and copy the cache (~/.cache/huggingface), or pass --option tokenizer=/dir/with/vocab.txt."
         )
-    tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # from the directory holding vocab.txt (the HF snapshot or a user directory): the constructor's argument
+    # name differs between transformers 4 (vocab_file) and 5 (vocab) and an unknown one is silently ignored
+    tok = BertTokenizerFast.from_pretrained(str(vocab.parent), local_files_only=True, do_lower_case=True)
+    if tok.vocab_size != sum(1 for line in vocab.open(encoding="utf-8") if line.strip()):
+        raise TokenizerMissing(f"tokenizer built from {vocab} does not hold its vocabulary (transformers mismatch?)")
     return (lambda text: tok(text)["input_ids"]), 0
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from datasets._cli import main
+
+sys.exit(main())

@@ -1,0 +1,248 @@
+"""Common code of the audio-visual releases (CREMA-D, Kinetics-Sounds): spectrogram + 1-fps frames.
+
+A subclass states its raw layout (where the wav files, the frame folders or videos and the split files are)
+and its audio recipe (sample rate, clip length, tiling); preparing, caching and loading are shared.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+
+from benchmark.config import NOT_IDENTITY
+from benchmark.data import DatasetConfig, DatasetInfo, DatasetNotFoundError, MultimodalDataset
+from datasets._common import (
+    CachedSplit,
+    FieldSpec,
+    PackedCache,
+    Sample,
+    check_root,
+    default_cache_dir,
+    frames_to_tensor,
+    load_audio,
+    log_stft,
+    read_image,
+    read_video,
+    segment_indices,
+    tile_to,
+    write_packed,
+)
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class AVConfig(DatasetConfig):
+    # The raw release (only read by ``prepare``) and the packed cache that training reads.
+    root: str = field(default="", metadata=NOT_IDENTITY)
+    cache: str = field(default="", metadata=NOT_IDENTITY)
+    # Frames per clip fed to the visual encoder.
+    frames: int = 1
+    # "random": a random frame per segment for training, the segment centres for val/test (our default);
+    # "official": the first ``frames`` entries of the frame folder's os.listdir, always (the official loaders).
+    frame_sampling: Literal["random", "official"] = "random"
+    image_size: int = 224
+
+
+class AVDataset(MultimodalDataset):
+    """Base of the packed audio-visual datasets; subclasses fill in the class attributes and ``raw_samples``."""
+
+    Config: ClassVar[type] = AVConfig
+    classes: ClassVar[tuple[str, ...]] = ()
+    sample_rate: ClassVar[int] = 22050
+    seconds: ClassVar[float] = 3.0
+    tile_repeats: ClassVar[int | None] = 3  # None: tile until the clip is long enough
+    n_fft: ClassVar[int] = 512
+    hop: ClassVar[int] = 353
+    store_size: ClassVar[int] = 224
+    max_frames: ClassVar[int] = 10
+    download_hint: ClassVar[str] = ""
+
+    # -- raw release ------------------------------------------------------------------------------------
+    @classmethod
+    def audio_path(cls, root: Path, clip: str) -> Path:
+        raise NotImplementedError
+
+    @classmethod
+    def frame_dir(cls, root: Path, clip: str) -> Path:
+        raise NotImplementedError
+
+    @classmethod
+    def video_path(cls, root: Path, clip: str) -> Path | None:
+        return None
+
+    @classmethod
+    def split_rows(cls, root: Path) -> list[tuple[str, int, str]]:
+        """(clip, label index, official split) for every clip of the official split files."""
+        raise NotImplementedError
+
+    @classmethod
+    def audio_features(cls, path: str | os.PathLike, pad_mode: str = "constant") -> np.ndarray:
+        """The official spectrogram of one wav file: resample, loop-pad/cut, clip to [-1, 1], log |STFT|."""
+        x = load_audio(path, cls.sample_rate)
+        x = tile_to(x, int(round(cls.sample_rate * cls.seconds)), cls.tile_repeats)
+        x = np.clip(x, -1.0, 1.0)
+        return log_stft(x, cls.n_fft, cls.hop, pad_mode)
+
+    @classmethod
+    def spec_shape(cls) -> tuple[int, int]:
+        return (1 + cls.n_fft // 2, 1 + int(round(cls.sample_rate * cls.seconds)) // cls.hop)
+
+    @classmethod
+    def raw_samples(cls, root: Path) -> list[Sample]:
+        samples = []
+        for clip, label, split in cls.split_rows(root):
+            fdir = cls.frame_dir(root, clip)
+            source: dict[str, Any] = {"audio": str(cls.audio_path(root, clip))}
+            extra: dict[str, Any] = {}
+            names = [n for n in os.listdir(fdir) if n.lower().endswith(IMAGE_EXTS)] if fdir.is_dir() else []
+            if names:
+                ordered = sorted(names)[: cls.max_frames]
+                source["frames"] = [str(fdir / n) for n in ordered]
+                pos = {n: i for i, n in enumerate(ordered)}
+                extra["listdir"] = [pos[n] for n in names if n in pos]  # os.listdir order, for "official"
+                count = len(ordered)
+            else:
+                video = cls.video_path(root, clip)
+                if video is None or not video.exists():
+                    # keep the clip: decode() reports it as bad (missing frames) and prepare goes on
+                    source["frames"] = [str(fdir / "<missing>")]
+                    count = 1
+                else:
+                    source["video"] = str(video)
+                    count = 0  # known after decoding; resolved in prepare()
+            samples.append(Sample(id=clip, label=label, split=split, source=source, count=count, extra=extra))
+        return samples
+
+    @classmethod
+    def decode(cls, s: Sample, pad_mode: str = "constant") -> dict[str, np.ndarray]:
+        spec = cls.audio_features(s.source["audio"], pad_mode)
+        if "video" in s.source:
+            frames, _ = read_video(s.source["video"], cls.store_size, every_seconds=1.0)
+            frames = frames[: s.count]
+            if len(frames) < s.count:  # the container's frame count was an estimate: repeat the last frame
+                frames = np.concatenate([frames, np.repeat(frames[-1:], s.count - len(frames), axis=0)])
+        else:
+            frames = np.stack([read_image(p, cls.store_size) for p in s.source["frames"]])
+        return {"audio": spec.astype(np.float16), "frames": frames}
+
+    @classmethod
+    def prepare(cls, root: str, out: str = "", progress: bool = True, pad_mode: str = "constant") -> dict[str, Any]:
+        """Raw release -> packed cache (spectrograms float16, frames uint8 store_size^2). Resumable."""
+        raw = check_root(cls.name, root, cls.download_hint)
+        samples = cls.raw_samples(raw)
+        for s in samples:  # clips given as videos: count their 1-fps frames first (cheap: metadata only)
+            if "video" in s.source:
+                try:
+                    n, _ = _video_seconds(s.source["video"])
+                    s.count = max(1, min(cls.max_frames, n))
+                except Exception:
+                    s.count = 1
+        out_dir = Path(out) if out else default_cache_dir(cls.name)
+        params = {
+            "sample_rate": cls.sample_rate,
+            "seconds": cls.seconds,
+            "tile_repeats": cls.tile_repeats,
+            "n_fft": cls.n_fft,
+            "hop": cls.hop,
+            "pad_mode": pad_mode,
+            "store_size": cls.store_size,
+        }
+        fields = {
+            "audio": FieldSpec(cls.spec_shape(), "float16"),
+            "frames": FieldSpec((cls.store_size, cls.store_size, 3), "uint8", ragged=True),
+        }
+        return write_packed(
+            out_dir, cls.name, samples, fields, lambda s: cls.decode(s, pad_mode), params, progress=progress
+        )
+
+    # -- training side ----------------------------------------------------------------------------------
+    @property
+    def info(self) -> DatasetInfo:
+        return DatasetInfo(
+            name=self.name,
+            modalities=("audio", "visual"),
+            num_classes=len(self.classes),
+            class_names=self.classes,
+            paper_metric="map",
+            default_backbones={"audio": "resnet18_audio", "visual": "resnet18_visual"},
+            backbone_args={"audio": {"in_chans": 1}, "visual": {"in_chans": 3}},
+        )
+
+    def cache_dir(self) -> Path:
+        return Path(os.path.expanduser(self.cfg.cache)) if self.cfg.cache else default_cache_dir(self.name)
+
+    def _cache(self) -> PackedCache:
+        if getattr(self, "_packed", None) is None:
+            where = self.cache_dir()
+            hint = f"Prepare it once: python -m datasets prepare {self.name} --root RAW --out {where}."
+            if not self.cfg.root and not where.exists():
+                hint = f"{self.download_hint} {hint}"
+            self._packed = PackedCache(where, self.name, hint)
+        return self._packed
+
+    def make_item(self, row: int, train: bool) -> dict[str, torch.Tensor]:
+        cache = self._cache()
+        audio = torch.from_numpy(np.asarray(cache.array("audio")[row], dtype=np.float32)).unsqueeze(0)
+        stored = cache.items("frames", row)
+        k = self.cfg.frames
+        if self.cfg.frame_sampling == "official":
+            order = cache.samples[row].get("listdir") or list(range(len(stored)))
+            picks = [order[min(j, len(order) - 1)] for j in range(k)]
+        else:
+            picks = segment_indices(len(stored), k, train)
+        visual = frames_to_tensor(stored[picks], self.cfg.image_size, train)
+        return {"audio": audio, "visual": visual}
+
+    def split(self, name: str) -> CachedSplit:
+        return CachedSplit(self._cache(), name, self.make_item)
+
+    def raw_split(self, name: str) -> RawSplit:
+        """The same samples decoded from the raw release on every access (for the loader benchmark)."""
+        return RawSplit(self, name)
+
+
+class RawSplit(torch.utils.data.Dataset):
+    """Decodes each sample from the raw files at access time: what training would cost without the cache."""
+
+    def __init__(self, ds: AVDataset, split: str) -> None:
+        cache = ds._cache()
+        root = check_root(ds.name, ds.cfg.root, ds.download_hint)
+        by_id = {s.id: s for s in type(ds).raw_samples(root)}
+        self.samples = [by_id[i] for i in cache.splits[split]]
+        self.ds = ds
+        self.pad_mode = cache.params.get("pad_mode", "constant")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s = self.samples[i]
+        d = type(self.ds).decode(s, self.pad_mode)
+        audio = torch.from_numpy(d["audio"].astype(np.float32)).unsqueeze(0)
+        picks = segment_indices(len(d["frames"]), self.ds.cfg.frames, False)
+        visual = frames_to_tensor(d["frames"][picks], self.ds.cfg.image_size, False)
+        return {"audio": audio, "visual": visual, "label": torch.tensor(s.label), "index": torch.tensor(i)}
+
+
+def _video_seconds(path: str) -> tuple[int, float]:
+    """(number of whole-second frames the 1-fps extraction yields, fps) from the container's metadata."""
+    import av
+
+    with av.open(path) as c:
+        st = c.streams.video[0]
+        fps = float(st.average_rate or 30)
+        n = st.frames or 0
+        if not n and st.duration and st.time_base:
+            n = int(round(float(st.duration * st.time_base) * fps))
+        if not n and c.duration:
+            n = int(round(c.duration / 1e6 * fps))
+        if not n:
+            raise DatasetNotFoundError(f"cannot count frames of {path}")
+        interval = max(int(fps), 1)
+        return (n + interval - 1) // interval, fps

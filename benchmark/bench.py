@@ -2,8 +2,10 @@
 
 ``python run_all.py --bench`` builds every registered method on av_digits in this one process, feeds each the
 same pre-drawn training batches, times ``training_step`` after one warm-up step, and writes
-``reports/perf.csv``. Work a method does outside its steps (MIE's per-stage SVD, SMV's valuation pass) is not
-in this figure; those methods report it in their own documentation.
+``reports/perf.csv``, together with the packed cache's samples per second against decoding the raw files
+(``benchmark.bench_data``, on a generated CREMA-D-shaped release). Work a method does outside its steps
+(MIE's per-stage SVD, SMV's valuation pass) is not in the step figure; those methods report it in their own
+documentation.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def run_bench(
     methods: list[str] | None = None,
     dataset: str = "av_digits",
     overrides: dict[str, Any] | None = None,
+    cache_vs_raw: bool = True,
 ) -> Path:
     from benchmark.trainer import build_run
 

@@ -6,7 +6,7 @@ from benchmark.bench import run_bench
 
 
 def test_bench_writes_ratios_and_loader_throughput(tmp_path):
-    path = run_bench(tmp_path, steps=2, methods=["unimodal"])
+    path = run_bench(tmp_path, steps=2, methods=["unimodal"], cache_vs_raw=False)
     df = pd.read_csv(path)
     steps = df[df["kind"] == "step"].set_index("name")
     assert set(steps.index) == {"joint", "unimodal"}

@@ -168,7 +168,13 @@ class GBlending(Method):
         probe = copy.deepcopy(self.model)
         probe.train()
         optimizer = build_optimizer(probe.parameters(), self.ctx.train, lr=self.optimizer.param_groups[0]["lr"])
-        steps = self.cfg.probe_steps or self.cfg.super_epoch * len(self.ctx.loader("train"))
+        if self.cfg.probe_steps:
+            steps = self.cfg.probe_steps
+        else:  # one whole super-epoch, as many steps as the main run takes per epoch
+            per_epoch = len(self.ctx.loader("train"))
+            if self.ctx.train.max_steps_per_epoch:
+                per_epoch = min(per_epoch, self.ctx.train.max_steps_per_epoch)
+            steps = self.cfg.super_epoch * per_epoch
         done, pass_ = 0, 0
         while done < steps:
             # Probe batches come from their own loader order (epoch offset), not the main run's.

@@ -58,7 +58,7 @@ def test_short_run_learns_and_keeps_its_weights(store):
 
 def test_quick_suite_defaults_and_validation():
     cfg = short_config("gblending")
-    assert (cfg.method_cfg.super_epoch, cfg.method_cfg.probe_steps) == (3, 8)
+    assert (cfg.method_cfg.super_epoch, cfg.method_cfg.probe_steps, cfg.method_cfg.min_overfit) == (3, 19, 0.01)
     from benchmark.config import ConfigError, build_config
 
     assert build_config("gblending", "av_digits", 0, {}).method_cfg.super_epoch == 3

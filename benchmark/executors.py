@@ -184,12 +184,14 @@ def _job_environment(setup: list[str]) -> list[str]:
     return [
         f"cd {ROOT}",
         f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}",
+        # torch would start one thread per core of the node, whatever the job was given
+        "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}",
         *setup,
     ]
 
 
 def slurm_executor(opts: ClusterOptions, folder: Path, name: str) -> submitit.AutoExecutor:
-    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=opts.max_requeues)
     params: dict[str, Any] = {
         "name": name,
         "timeout_min": opts.time_min,
@@ -197,7 +199,6 @@ def slurm_executor(opts: ClusterOptions, folder: Path, name: str) -> submitit.Au
         "slurm_array_parallelism": opts.array_parallelism,
         "slurm_signal_delay_s": opts.signal_delay_s,
         "slurm_setup": _job_environment(opts.setup),
-        "slurm_max_num_timeout": opts.max_requeues,
     }
     if opts.gpus:
         params["gpus_per_node"] = opts.gpus

@@ -255,10 +255,13 @@ def default_results_dir() -> Path:
 
 
 def print_plan(planned: list[PlannedRun], suite_name: str) -> dict[str, int]:
-    """``--dry-run``: one line per run (state, run id, method, dataset, seed), then the counts."""
+    """``--dry-run``: one line per run (state, run id, row label, dataset, seed), then the counts."""
+    from benchmark.registry import METHODS
+
     for p in planned:
         c = p.config
-        print(f"{p.state:8s} {p.run_id:45s} {c.method:14s} {c.dataset:16s} seed {c.seed}")
+        label = METHODS.get(c.method).label(c.method_cfg)
+        print(f"{p.state:8s} {p.run_id:45s} {label:18s} {c.dataset:16s} seed {c.seed}")
     counts = plan_counts(planned)
     print(
         f"suite {suite_name}: {counts['runs']} runs, {counts['ok']} done, {counts['failed']} failed, "

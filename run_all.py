@@ -217,15 +217,19 @@ def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, opti
     from benchmark.executors import launch
     from benchmark.runner import plan, plan_counts
 
-    outcome = launch(
-        configs,
-        store,
-        cluster=args.cluster,
-        options=options,
-        force=args.force,
-        retry_failed=args.retry_failed,
-        csv_name=name,
-    )
+    try:
+        outcome = launch(
+            configs,
+            store,
+            cluster=args.cluster,
+            options=options,
+            force=args.force,
+            retry_failed=args.retry_failed,
+            csv_name=name,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not options.wait and outcome["submitted"]:
         return 0
     csv_path = store.write_csv(name, [c.run_id for c in configs])

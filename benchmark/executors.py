@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -252,8 +253,13 @@ def launch(
         csv_ids=ids,
     )
     folder = Path(options.logs or store.root / f"{cluster}_logs").resolve()
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])  # local workers import this checkout
     if cluster == "slurm":
+        if shutil.which("sbatch") is None:
+            raise ValueError(
+                "--cluster slurm needs Slurm's sbatch on PATH (run on a login node, or use --cluster local)"
+            )
         executor = slurm_executor(options, folder, f"mmb-{csv_name or 'sweep'}")
         jobs = executor.map_array(task, todo)
         array_id = jobs[0].job_id.split("_")[0] if jobs else "?"

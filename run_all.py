@@ -6,7 +6,11 @@ Examples::
     python run_all.py                                  # the quick suite on the embedded dataset
     python run_all.py --list                           # methods, datasets, backbones, suites
     python run_all.py --methods joint --datasets av_digits --seeds 0,1 --set train.epochs=3
-    python run_all.py --suite quick --dry-run          # the plan: done / failed / to do
+    python run_all.py --suite quick --dry-run          # the plan: done / failed / running / to do
+    python run_all.py --status                         # that, per suite, as a table
+    python run_all.py --suite ablation --cluster local --workers 2
+    python run_all.py --suite main --cluster slurm --profile benchmark/cluster_profiles/example.toml:gpu
+    python run_all.py --suite main --cluster slurm --partition gpu --gpus 1 --time 600 --sbatch reservation=x
     python run_all.py --bench                          # step-time ratios to joint -> reports/perf.csv
     python run_all.py --report-only                    # every table and figure from results/*.csv (no torch)
     python run_all.py --report-only --suite main --rule best_test
@@ -65,7 +69,78 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="model-selection rule of the reported numbers (default: best_val)",
     )
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    p.add_argument(
+        "--status", action="store_true", help="done / failed / running / to do per suite (all suites, or --suite)"
+    )
+    c = p.add_argument_group("executors (docs/cluster.md)")
+    c.add_argument(
+        "--cluster",
+        choices=("inline", "local", "slurm"),
+        default="inline",
+        help="inline: this process (default); local: N processes; slurm: job arrays through submitit",
+    )
+    c.add_argument("--profile", help="cluster profile file (.toml or .json; FILE:TABLE picks a table); flags win")
+    c.add_argument("--workers", type=int, help="--cluster local: processes at once (default 2)")
+    c.add_argument("--partition", help="Slurm partition")
+    c.add_argument("--gpus", type=int, help="GPUs per job")
+    c.add_argument("--cpus", type=int, help="CPUs per job (default 2)")
+    c.add_argument("--mem", dest="mem_gb", type=float, help="memory per job in GB")
+    c.add_argument("--time", dest="time_min", type=int, help="time limit per job in minutes (default 240)")
+    c.add_argument("--account", help="Slurm account")
+    c.add_argument("--qos", help="Slurm QoS")
+    c.add_argument("--constraint", help="Slurm node constraint")
+    c.add_argument("--array-parallelism", type=int, help="array tasks running at once (default 64)")
+    c.add_argument(
+        "--signal-delay",
+        dest="signal_delay_s",
+        type=int,
+        help="seconds between the time-limit signal (checkpoint + requeue) and the kill (default 120)",
+    )
+    c.add_argument("--max-requeues", type=int, help="time-limit requeues per run (default 3)")
+    c.add_argument("--sbatch", action="append", metavar="KEY=VALUE", help="any other sbatch option (repeatable)")
+    c.add_argument("--logs", help="submitit log folder (default: <results>/<cluster>_logs)")
+    c.add_argument(
+        "--lock-wait",
+        dest="lock_wait_s",
+        type=float,
+        help="seconds a task waits for another process holding its run (default 30)",
+    )
+    c.add_argument("--no-wait", action="store_true", help="submit and return (do not wait for the jobs)")
     return p.parse_args(argv)
+
+
+CLUSTER_FLAGS = (
+    "workers",
+    "partition",
+    "gpus",
+    "cpus",
+    "mem_gb",
+    "time_min",
+    "account",
+    "qos",
+    "constraint",
+    "array_parallelism",
+    "signal_delay_s",
+    "max_requeues",
+    "logs",
+    "lock_wait_s",
+)
+
+
+def cluster_options(args: argparse.Namespace):
+    """Defaults < profile file < command line."""
+    from benchmark.config import parse_set_args
+    from benchmark.executors import ClusterOptions, load_profile
+
+    opts = ClusterOptions()
+    if args.profile:
+        opts = opts.updated(load_profile(args.profile))
+    flags = {k: getattr(args, k) for k in CLUSTER_FLAGS if getattr(args, k) is not None}
+    if args.sbatch:
+        flags["sbatch"] = {k.lstrip("-"): v for k, v in parse_set_args(args.sbatch).items()}
+    if args.no_wait:
+        flags["wait"] = False
+    return opts.updated(flags)
 
 
 def cmd_list() -> None:
@@ -106,28 +181,32 @@ def main(argv: list[str] | None = None) -> int:
 
             run_bench(Path(args.reports), steps=args.bench_steps, methods=_csv_list(args.methods), overrides=overrides)
             return 0
-        suite = SUITES.get(args.suite)
+        if args.status:
+            from benchmark.results import ResultStore
+            from benchmark.runner import print_status
+
+            print_status([SUITES.resolve(args.suite)] if args.suite else SUITES.names(), ResultStore(args.results))
+            return 0
+        suite = SUITES.get(args.suite or "quick")
         seeds = [int(s) for s in _csv_list(args.seeds)] if args.seeds else None
         specs = suite.specs(_csv_list(args.methods), _csv_list(args.datasets), seeds, overrides)
         from benchmark.results import ResultStore
         from benchmark.runner import plan, resolve, run_inline
 
         configs = resolve(specs)
+        options = cluster_options(args) if args.cluster != "inline" else None
     except (ConfigError, UnknownNameError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     store = ResultStore(args.results)
     planned = plan(configs, store)
     if args.dry_run:
-        counts = {"ok": 0, "failed": 0, None: 0}
-        for p in planned:
-            counts[p.status] += 1
-            print(f"{p.status or 'todo':7s} {p.run_id}")
-        print(
-            f"suite {suite.name}: {len(planned)} runs, {counts['ok']} done, {counts['failed']} failed, "
-            f"{counts[None]} to do"
-        )
+        from benchmark.runner import print_plan
+
+        print_plan(planned, suite.name)
         return 0
+    if options is not None:
+        return launch_sweep(args, suite.name, configs, store, options)
     rows = run_inline(
         configs,
         store,
@@ -149,6 +228,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{failed} run(s) failed; their errors are in the CSV (rerun them with --retry-failed)")
         return 1
     return 0
+
+
+def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, options) -> int:
+    """``--cluster local|slurm``: submit what is left, wait, rebuild the CSV from the result files."""
+    from benchmark.executors import launch
+    from benchmark.runner import plan, plan_counts
+
+    try:
+        outcome = launch(
+            configs,
+            store,
+            cluster=args.cluster,
+            options=options,
+            force=args.force,
+            retry_failed=args.retry_failed,
+            csv_name=name,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not options.wait and outcome["submitted"]:
+        return 0
+    csv_path = store.write_csv(name, [c.run_id for c in configs])
+    counts = plan_counts(plan(configs, store))
+    print(
+        f"\nresults: {csv_path}\nsuite {name}: {counts['runs']} runs, {counts['ok']} done, {counts['failed']} failed, "
+        f"{counts['running']} running, {counts['todo']} to do"
+    )
+    for key, error in outcome["errors"].items():
+        print(f"  {key}: {error}")
+    if counts["failed"]:
+        print("failed runs keep their error in the CSV; rerun them with --retry-failed")
+    if counts["todo"]:
+        print("runs left to do (cancelled or killed jobs): launch the same command again to submit only those")
+    return 0 if counts["ok"] == counts["runs"] else 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ A suite is one :class:`Suite` instance registered with ``register_suite`` in one
 
 ``methods=None`` means every registered method. Each method contributes the runs of its ``expand`` (the
 ``unimodal`` method one per modality); ``grid`` multiplies every run by a list of override dicts, and
-``method_overrides[name]`` adds overrides to one method's runs only.
+``method_overrides[name]`` adds overrides to one method's runs only; ``exclude`` drops (method, dataset)
+pairs (``"*"`` matches any), e.g. two-modality methods on a three-modality dataset.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class Suite:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     grid: tuple[dict[str, Any], ...] = ({},)
+    exclude: tuple[tuple[str, str], ...] = ()
+
+    def excluded(self, method: str, dataset: str) -> bool:
+        return any(m in ("*", method) and d in ("*", dataset) for m, d in self.exclude)
 
     def specs(
         self,
@@ -54,6 +59,8 @@ class Suite:
             dataset_cls = DATASETS.get(dataset)
             info = dataset_cls(dataset_cls.Config()).info
             for method in method_names:
+                if self.excluded(method, dataset):
+                    continue
                 for variant in METHODS.get(method).expand(info):
                     for point in self.grid:
                         for seed in seeds or self.seeds:

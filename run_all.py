@@ -167,7 +167,6 @@ def main(argv: list[str] | None = None) -> int:
         from benchmark.reports import report_only
 
         return report_only(Path(args.results), Path(args.reports), args.suite, args.rule)
-    args.suite = args.suite or "quick"
     from benchmark.config import ConfigError, parse_set_args
     from benchmark.registry import SUITES, UnknownNameError
 

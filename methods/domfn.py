@@ -1,4 +1,4 @@
-"""DOMFN: divergence-oriented multimodal fusion network (Yang et al., ACM MM 2022; ``njustkmg/MM22_DOMFN``).
+"""DOMFN: A Divergence-Orientated Multi-Modal Fusion Network (Yang et al., ACM MM 2022; ``njustkmg/MM22_DOMFN``).
 
 Official behaviour (``baselines.md`` section 8.5; ``models/encoder.py``, ``engines/*_trainer.py``):
 

@@ -62,6 +62,8 @@ class Mslr(Method):
     # AGM runs MSLR on its summation late-fusion model (AVClassifier_Sum).
     dataset_defaults = {
         "*": {"model.fusion": "sum"},
+        # av_digits runs are short (6 epochs in the quick suite): a 2-epoch window lets the ratios act.
+        "av_digits": {"method.window": 2},
         # AGM's CREMA-D setting (SGD momentum 0.9, wd 1e-4, StepLR(70, 0.1)).
         "crema_d": {
             "train.optimizer": "sgd",

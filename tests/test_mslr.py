@@ -28,7 +28,7 @@ def _metrics(acc_a: float, acc_v: float) -> dict:
 
 
 def test_multipliers_follow_validation_accuracies():
-    method = build_run(short_config("mslr")).method
+    method = build_run(short_config("mslr", **{"method.window": 5})).method
     accs = [(0.2, 0.1), (0.4, 0.2), (0.4, 0.2), (0.6, 0.2), (0.4, 0.3)]
     for e, (a, v) in enumerate(accs):
         method.on_evaluation_end(e, _metrics(a, v))
@@ -37,9 +37,14 @@ def test_multipliers_follow_validation_accuracies():
     # audio 0.6 / 0.4 = 1.5; visual 0.1 / 0.2 = 0.5
     assert method.multipliers() == pytest.approx({"audio": 0.9 * 1.5, "visual": 1.1 * 0.5})
     state = method.extra_state()
-    fresh = build_run(short_config("mslr")).method
+    fresh = build_run(short_config("mslr", **{"method.window": 5})).method
     fresh.load_extra_state(state)
     assert fresh.multipliers() == pytest.approx(method.multipliers())
+
+
+def test_av_digits_uses_a_short_window():
+    assert short_config("mslr").method_cfg.window == 2
+    assert build_config("mslr", "av_digits", 0, {"method.window": 5}).method_cfg.window == 5
 
 
 def test_official_variant_reads_the_test_split():

@@ -34,8 +34,8 @@ def test_per_sample_entropy_weights_hand_computed():
     for i in range(2):
         h_a, h_v = ent(OUT_A[i].tolist()), ent(OUT_V[i].tolist())
         assert float(w[0, i]) == pytest.approx(math.exp(-h_a) / (math.exp(-h_a) + math.exp(-h_v)), abs=1e-6)
-    # Sample 0: audio is confident (H 0.394) vs visual uniform (H ln 2) -> w_a = 0.575.
-    assert float(w[0, 0]) == pytest.approx(0.574862, abs=1e-5)
+    # Sample 0: audio is confident (H 0.365334) vs visual uniform (H ln 2) -> w_a = 1 / (1 + e^(0.365334 - ln 2)).
+    assert float(w[0, 0]) == pytest.approx(0.581227, abs=1e-5)
     fused = fuse_logits([OUT_A, OUT_V], w)
     assert fused[1].tolist() == pytest.approx((w[0, 1] * OUT_A[1] + w[1, 1] * OUT_V[1]).tolist())
 

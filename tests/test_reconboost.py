@@ -33,8 +33,9 @@ def test_boosting_loss_hand_computed():
     assert float(boosting_loss(F_M, torch.randn(2, 3), Y, 3.0, 0.0)) == pytest.approx(float(ce) * 3.0 / 3)
     # No gradient reaches the other learners' logits.
     others = OTHERS.clone().requires_grad_(True)
-    boosting_loss(F_M, others, Y, 5.0, 1.0).backward()
-    assert others.grad is None
+    logits = F_M.clone().requires_grad_(True)
+    boosting_loss(logits, others, Y, 5.0, 1.0).backward()
+    assert others.grad is None and logits.grad is not None
 
 
 def test_schedule_and_stage_lr():

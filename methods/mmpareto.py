@@ -1,0 +1,199 @@
+"""MMPareto (Wei & Hu, ICML 2024): Pareto-integrated multimodal and unimodal gradients.
+
+Follows the official ``code/MMPareto.py`` and ``code/min_norm_solvers.py`` (GeWu-Lab/MMPareto_ICML2024 @ a339db3).
+The model has a fused head on the concatenated features and one unimodal head per modality; the loss is
+``L_mm + sum_m L_m`` (cross-entropy each). For every modality m, the gradients that ``L_mm`` and ``L_m`` send
+to m's encoder are recorded; if their cosine (over all of m's encoder parameters jointly) is positive the
+weights are (1/2, 1/2), otherwise the two-task min-norm (MGDA) solution. Per parameter tensor the update is
+
+    new = 2 k_mm g_mm + 2 k_u g_u,    grad = gamma * max(1, |g_mm + g_u| / |new|) * new     (gamma = 1.5)
+
+i.e. the Pareto direction with magnitude ``gamma * max(|g_sum|, |new|)``. Heads keep their plain gradients.
+
+Differences from the official code (see docs/methods/mmpareto.md):
+
+* official never calls ``scheduler.step()`` (constant LR); ``variant="paper"`` steps the configured scheduler;
+* official records the gradients with three ``retain_graph`` backward passes and then back-propagates the summed
+  loss a fourth time; we take the heads' gradients from the same three passes (equal by linearity), so the
+  update is the official one at the cost of three backward passes;
+* any number of modalities (one unimodal head and one Pareto combination per modality).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.data import Batch
+from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler
+from benchmark.models import ModelOutput, build_encoders
+from benchmark.registry import register_method
+
+Grads = torch.Tensor | Sequence[torch.Tensor]
+
+
+def _flat(g: Grads) -> torch.Tensor:
+    if isinstance(g, torch.Tensor):
+        return g.reshape(-1).double()
+    return torch.cat([t.reshape(-1).double() for t in g])
+
+
+def pareto_weights(g_mm: Grads, g_uni: Grads) -> tuple[float, float]:
+    """(k_mm, k_uni) for one modality's encoder gradients (a tensor or a list of per-tensor gradients).
+
+    Positive cosine: (0.5, 0.5). Otherwise the min-norm point of the segment between the two gradients
+    (``MinNormSolver._min_norm_element_from2``): c = 0.999 if <g_mm,g_u> >= |g_mm|^2, 0.001 if
+    <g_mm,g_u> >= |g_u|^2, else (|g_u|^2 - <g_mm,g_u>) / |g_mm - g_u|^2; returns (c, 1 - c).
+    """
+    a, b = _flat(g_mm), _flat(g_uni)
+    v11, v12, v22 = float(a @ a), float(a @ b), float(b @ b)
+    denom = (v11 * v22) ** 0.5
+    cos = v12 / denom if denom > 0 else 0.0
+    if cos > 0:
+        return 0.5, 0.5
+    if v12 >= v11:
+        c = 0.999
+    elif v12 >= v22:
+        c = 0.001
+    else:
+        c = (v22 - v12) / (v11 + v22 - 2 * v12)
+    return c, 1.0 - c
+
+
+def combine_gradient(
+    g_mm: torch.Tensor, g_uni: torch.Tensor, k_mm: float, k_uni: float, gamma: float = 1.5
+) -> torch.Tensor:
+    """One parameter tensor's gradient: ``gamma * new * max(1, |g_mm + g_uni| / |new|)``, new = 2k_mm g_mm + 2k_u g_u.
+
+    A tensor whose two gradients are both zero gets zero (the official code's NaN ratio fails ``s > 1``).
+    """
+    new = 2 * k_mm * g_mm + 2 * k_uni * g_uni
+    new_norm = new.norm()
+    if new_norm > 0:
+        scale = (g_mm + g_uni).norm() / new_norm
+        if scale > 1:
+            return gamma * scale * new
+    return gamma * new
+
+
+class MMParetoModel(nn.Module):
+    """Encoders, a fused head on the concatenated features and one linear head per modality (``head_audio`` ...)."""
+
+    def __init__(self, encoders: nn.ModuleDict, num_classes: int) -> None:
+        super().__init__()
+        self.encoders = encoders
+        self.modalities = tuple(encoders.keys())
+        dims = {m: int(e.out_dim) for m, e in encoders.items()}
+        self.head = nn.Linear(sum(dims.values()), num_classes)
+        self.unimodal_heads = nn.ModuleDict({m: nn.Linear(d, num_classes) for m, d in dims.items()})
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        feats = {m: self.encoders[m](batch[m]) for m in self.modalities}
+        logits = self.head(torch.cat([feats[m] for m in self.modalities], dim=1))
+        uni = {m: self.unimodal_heads[m](feats[m]) for m in self.modalities}
+        return ModelOutput(logits=logits, features=feats, unimodal_logits=uni)
+
+
+@register_method
+class MMPareto(Method):
+    """MMPareto: per-encoder Pareto (MGDA) combination of multimodal and unimodal gradients, magnitude x gamma."""
+
+    name = "mmpareto"
+
+    @dataclass
+    class Config(MethodConfig):
+        # official: scheduler built but never stepped (constant LR); paper: the scheduler is stepped.
+        variant: Literal["official", "paper"] = "official"
+        # Magnitude factor (hard-coded 1.5 in the official code).
+        gamma: float = 1.5
+
+        def validate(self) -> None:
+            if self.gamma <= 0:
+                raise ValueError(f"method.gamma must be > 0, got {self.gamma}")
+
+    # Official CREMA-D script: bs 64, 50 epochs, SGD 2e-3 (0.9, 1e-4), StepLR(30, 0.1) (never stepped).
+    dataset_defaults = {
+        "crema_d": {
+            "train.epochs": 50,
+            "train.batch_size": 64,
+            "train.optimizer": "sgd",
+            "train.lr": 2e-3,
+            "train.momentum": 0.9,
+            "train.weight_decay": 1e-4,
+            "train.scheduler": "step",
+            "train.step_size": 30,
+            "train.gamma": 0.1,
+        },
+        "kinetics_sounds": {
+            "train.epochs": 50,
+            "train.batch_size": 64,
+            "train.optimizer": "sgd",
+            "train.lr": 2e-3,
+            "train.momentum": 0.9,
+            "train.weight_decay": 1e-4,
+            "train.scheduler": "step",
+            "train.step_size": 30,
+            "train.gamma": 0.1,
+        },
+    }
+
+    def build_model(self) -> nn.Module:
+        return MMParetoModel(build_encoders(self.ctx.info, self.ctx.config.model), self.ctx.info.num_classes)
+
+    def configure_optimizers(self):
+        opt = build_optimizer(self.model.parameters(), self.ctx.train)
+        sched = build_scheduler(opt, self.ctx.train)
+        # The released code constructs the scheduler but never steps it.
+        return opt, (sched if self.cfg.variant == "paper" else None)
+
+    def setup(self) -> None:
+        self.last_weights: dict[str, tuple[float, float]] = {}
+
+    def _losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.forward(batch)
+        y = batch["label"]
+        return F.cross_entropy(out.logits, y), {m: F.cross_entropy(out.unimodal_logits[m], y) for m in self.modalities}
+
+    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
+        model: MMParetoModel = self.model  # type: ignore[assignment]
+        loss_mm, loss_uni = self._losses(batch)
+        enc = {m: [p for p in model.encoders[m].parameters() if p.requires_grad] for m in self.modalities}
+        enc_all = [p for m in self.modalities for p in enc[m]]
+        head = list(model.head.parameters())
+        n = len(self.modalities)
+        # Backward pass 1: the multimodal loss, to every encoder and the fused head.
+        grads = torch.autograd.grad(loss_mm, enc_all + head, retain_graph=True, allow_unused=True)
+        g_mm_all = [torch.zeros_like(p) if g is None else g for p, g in zip(enc_all + head, grads)]
+        g_mm, start = {}, 0
+        for m in self.modalities:
+            g_mm[m] = g_mm_all[start : start + len(enc[m])]
+            start += len(enc[m])
+        g_head = g_mm_all[start:]
+        # Backward passes 2..M+1: each unimodal loss, to its encoder and its head.
+        g_uni, g_uhead = {}, {}
+        for i, m in enumerate(self.modalities):
+            uhead = list(model.unimodal_heads[m].parameters())
+            grads = torch.autograd.grad(loss_uni[m], enc[m] + uhead, retain_graph=i < n - 1, allow_unused=True)
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(enc[m] + uhead, grads)]
+            g_uni[m], g_uhead[m] = grads[: len(enc[m])], grads[len(enc[m]) :]
+        self.optimizer.zero_grad(set_to_none=True)
+        for p, g in zip(head, g_head):
+            p.grad = g
+        stats: dict[str, float] = {}
+        for m in self.modalities:
+            for p, g in zip(model.unimodal_heads[m].parameters(), g_uhead[m]):
+                p.grad = g
+            k_mm, k_uni = pareto_weights(g_mm[m], g_uni[m])
+            self.last_weights[m] = (k_mm, k_uni)
+            for p, gm, gu in zip(enc[m], g_mm[m], g_uni[m]):
+                p.grad = combine_gradient(gm, gu, k_mm, k_uni, self.cfg.gamma)
+            stats[f"k_mm_{m}"] = k_mm
+            stats[f"loss_{m}"] = float(loss_uni[m].detach())
+        self.optimizer.step()
+        total = loss_mm.detach() + sum(v.detach() for v in loss_uni.values())
+        return {"loss": float(total), "loss_mm": float(loss_mm.detach()), **stats}

@@ -1,0 +1,335 @@
+"""ReconBoost: boosting can achieve modality reconcilement (Hua et al., ICML 2024).
+
+Follows the official ``train.py`` and ``models/dynamic_net.py`` (huacong/ReconBoost @ 14ab57a). One learner per
+modality (encoder + its own ``fc``), a shared head ``Linear(D, 256)-ReLU-Linear(256, C)`` and a learnable scalar
+``boost_rate``; the ensemble predicts ``boost_rate * sum_m f_m(x_m)``. Stage t trains modality
+``modalities[t % M]`` (audio, visual, audio, ...):
+
+1. the learner's ``fc`` is replaced by the shared head (for good);
+2. phase 1, ``epochs_per_stage`` epochs, a fresh SGD over the learner's encoder and the shared head, loss
+   (per sample, batch mean) ``L = (-w1 + w2 q_y) log p_y / C`` with ``p = softmax(f_m)`` and
+   ``q = softmax(boost_rate * sum_{j != m} f_j)`` from the other ensemble members (no gradient, train mode), plus
+   for t >= 1 ``alpha * MSE(softmax(f_m), softmax(f_prev))`` where ``prev`` is the previous stage's modality;
+3. the learner joins (replaces its earlier self in) the ensemble;
+4. phase 2 (global rectification), ``correct_epoch`` epochs, a fresh SGD over every member's encoder, the shared
+   head and ``boost_rate`` (not the members' own ``fc``), loss ``CE(boost_rate * sum_m f_m, y)``.
+
+Learning rates: ``train.lr`` for both phases (official m_lr = e_lr = 0.01), x ``stage_lr_gamma`` every
+``stage_lr_step`` stages (CREMA-D: x0.1 every 30); the optimisers are re-created at every phase (momentum reset).
+
+Learners start from the ``unimodal`` runs of the same dataset/model/data settings (official: pretrained unimodal
+checkpoints, and both learners are ensemble members from the start) with ``init_from="unimodal_runs"``; the runs
+are looked up in the result store and trained through the runner when missing. ``init_from="scratch"`` starts
+from random weights and an empty ensemble (the official code without ``--use_pretrain``).
+
+``variant="official"``: the MSE term detaches both arguments, so it carries no gradient (alpha has no effect).
+``variant="paper"``: our choice of the evident intent: the gradient flows through the current learner's
+softmax (the previous learner's output stays a fixed target).
+
+Deliberate differences: a stage is counted in our trainer's epochs (one stage = epochs_per_stage +
+correct_epoch epochs) and evaluated after every epoch; the unimodal learners are the final unimodal models (the
+official checkpoints were the best-on-test epochs); the test loader does not drop its last batch; any number of
+modalities (learners cycle in dataset order).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.config import RunConfig, build_config
+from benchmark.data import Batch
+from benchmark.method import Method, MethodConfig, build_optimizer
+from benchmark.models import ModelOutput, UnimodalModel, build_encoder, mlp_head
+from benchmark.registry import register_method
+
+
+def boosting_loss(
+    logits: torch.Tensor, others_logits: torch.Tensor, labels: torch.Tensor, w1: float, w2: float
+) -> torch.Tensor:
+    """Batch mean of ``-w1 mean_c(T * log p) + w2 mean_c(T * q * log p)`` (official ``train.py``).
+
+    ``p = softmax(logits)`` (the current learner), ``q = softmax(others_logits)`` (the ensemble of the other
+    learners, detached), T the one-hot labels; per sample this is ``(-w1 + w2 q_y) log p_y / C``.
+    """
+    logp_y = F.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
+    q_y = F.softmax(others_logits.detach(), dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
+    return ((-w1 + w2 * q_y) * logp_y / logits.shape[1]).mean()
+
+
+class ReconBoostModel(nn.Module):
+    """Learners (``UnimodalModel``: encoder + own fc), the shared MLP head and the learnable boost rate.
+
+    Buffers ``uses_head[i]`` (learner i's fc has been replaced by the shared head) and ``member[i]`` (learner i is
+    in the ensemble) travel with the state dict, so checkpoints resume mid-schedule.
+    """
+
+    def __init__(self, learners: nn.ModuleDict, num_classes: int, boost_rate: float) -> None:
+        super().__init__()
+        dims = {m: int(lr.encoder.out_dim) for m, lr in learners.items()}
+        if len(set(dims.values())) != 1:
+            raise ValueError(
+                f"ReconBoost shares one head across learners, so every encoder needs the same feature size; got "
+                f"{dims}. Choose backbones with equal out_dim (--set model.backbones=...)"
+            )
+        self.learners = learners
+        self.modalities = tuple(learners.keys())
+        self.head = mlp_head(next(iter(dims.values())), num_classes, hidden=(256,), relu_after=(True,))
+        self.boost_rate = nn.Parameter(torch.tensor(float(boost_rate)))
+        self.register_buffer("uses_head", torch.zeros(len(learners), dtype=torch.bool))
+        self.register_buffer("member", torch.zeros(len(learners), dtype=torch.bool))
+
+    def index(self, m: str) -> int:
+        return self.modalities.index(m)
+
+    def learner_logits(self, m: str, x: torch.Tensor) -> torch.Tensor:
+        learner = self.learners[m]
+        feat = learner.encoder(x)
+        return self.head(feat) if bool(self.uses_head[self.index(m)]) else learner.fc(feat)
+
+    def members(self) -> list[str]:
+        return [m for i, m in enumerate(self.modalities) if bool(self.member[i])]
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        uni = {m: self.learner_logits(m, batch[m]) for m in self.modalities}
+        # Before the first learner joins (scratch start, mid phase 1), the learner being trained stands in.
+        names = self.members() or [m for i, m in enumerate(self.modalities) if bool(self.uses_head[i])]
+        names = names or list(self.modalities)
+        fused = self.boost_rate * torch.stack([uni[m] for m in names]).sum(0)
+        return ModelOutput(logits=fused, unimodal_logits=uni)
+
+
+@register_method
+class ReconBoost(Method):
+    """ReconBoost: stage-wise alternating boosting of modality learners with global rectification."""
+
+    name = "reconboost"
+
+    @dataclass
+    class Config(MethodConfig):
+        # official: the MSE (GA) term is detached (no effect); paper: it carries gradient to the current learner.
+        variant: Literal["official", "paper"] = "official"
+        w1: float = 5.0
+        w2: float = 1.0
+        # Weight of the MSE term between the current and the previous learner's softmax (official --alpha).
+        alpha: float = 0.5
+        # Initial value of the learnable boost rate.
+        boost_rate: float = 1.0
+        # Epochs of phase 1 (modality learner) and of phase 2 (global rectification) in one stage.
+        epochs_per_stage: int = 4
+        correct_epoch: int = 4
+        # Multiply the learning rate by stage_lr_gamma every stage_lr_step stages (0 = constant).
+        stage_lr_step: int = 30
+        stage_lr_gamma: float = 0.1
+        # "unimodal_runs": learners start from the unimodal method's runs (found in, or added to, the store);
+        # "scratch": random initialisation, empty ensemble.
+        init_from: Literal["unimodal_runs", "scratch"] = "unimodal_runs"
+        # Epochs of those unimodal runs; 0 = the unimodal method's default for the dataset.
+        unimodal_epochs: int = 0
+
+        def validate(self) -> None:
+            if self.epochs_per_stage < 1 or self.correct_epoch < 1:
+                raise ValueError("method.epochs_per_stage and method.correct_epoch must be >= 1")
+            if self.stage_lr_step < 0:
+                raise ValueError("method.stage_lr_step must be >= 0 (0 = constant learning rate)")
+
+    # Official README/train.py: bs 64, SGD (0.9, wd 5e-4) lr 0.01 for both phases, re-created each phase.
+    dataset_defaults = {
+        "*": {
+            "train.optimizer": "sgd",
+            "train.lr": 0.01,
+            "train.momentum": 0.9,
+            "train.weight_decay": 5e-4,
+            "train.batch_size": 64,
+            "train.scheduler": "none",
+        },
+        # 100 stages x (4 + 4) epochs; the released CREMA-D checkpoint is stage 99 (the code allows 1001 stages).
+        "crema_d": {"train.epochs": 800, "method.w1": 5.0, "method.w2": 1.0},
+        "kinetics_sounds": {"train.epochs": 800, "method.w1": 5.0, "method.w2": 1.0},
+        # Quick suite (6 epochs): three 1 + 1 stages (audio, visual, audio) on the quick suite's unimodal runs.
+        "av_digits": {"method.epochs_per_stage": 1, "method.correct_epoch": 1, "method.unimodal_epochs": 6},
+    }
+
+    # -- construction ----------------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        info, mcfg = self.ctx.info, self.ctx.config.model
+        learners = nn.ModuleDict(
+            {m: UnimodalModel(m, build_encoder(info, mcfg, m), info.num_classes) for m in info.modalities}
+        )
+        return ReconBoostModel(learners, info.num_classes, self.cfg.boost_rate)
+
+    def configure_optimizers(self):
+        if self.ctx.train.scheduler != "none":
+            raise ValueError(
+                "reconboost re-creates its optimisers every stage and decays the LR per stage; set "
+                "train.scheduler=none and use method.stage_lr_step / method.stage_lr_gamma"
+            )
+        return None, None  # built at the start of each phase (on_epoch_start)
+
+    def setup(self) -> None:
+        self.phase_key: tuple[int, int] | None = None
+        self.stage_log: list[dict[str, Any]] = []
+        if self.cfg.init_from == "unimodal_runs":
+            self._load_unimodal_learners()
+
+    # -- unimodal initialisation -----------------------------------------------------------------------
+    def unimodal_config(self, modality: str) -> RunConfig:
+        """The ``unimodal`` run whose weights initialise ``modality``'s learner (same model/data settings)."""
+        cfg, train = self.ctx.config, self.ctx.train
+        overrides: dict[str, Any] = {"method.modality": modality}
+        for prefix, section in (("model", cfg.model), ("data", cfg.data_cfg)):
+            if section is not None:
+                overrides.update({f"{prefix}.{f.name}": getattr(section, f.name) for f in fields(section)})
+        if self.cfg.unimodal_epochs > 0:
+            overrides["train.epochs"] = self.cfg.unimodal_epochs
+        for key in ("max_steps_per_epoch", "deterministic", "device", "num_workers", "amp", "checkpoint"):
+            overrides[f"train.{key}"] = getattr(train, key)
+        overrides["train.save_model"] = True
+        return build_config("unimodal", cfg.dataset, cfg.seed, overrides)
+
+    def _load_unimodal_learners(self) -> None:
+        store = self.ctx.store
+        if store is None:
+            raise ValueError(
+                "reconboost with method.init_from=unimodal_runs needs a result store to find or train the unimodal "
+                "runs; run it through run_all.py / the runner, or set method.init_from=scratch"
+            )
+        from benchmark.runner import run_one
+
+        model: ReconBoostModel = self.model  # type: ignore[assignment]
+        # Training a missing unimodal run re-seeds the global RNGs; keep this run's random stream unchanged.
+        rng = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+        try:
+            for m in self.modalities:
+                ucfg = self.unimodal_config(m)
+                path = store.run_dir(ucfg.run_id) / "model.pt"
+                if store.status(ucfg.run_id) != "ok" or not path.is_file():
+                    row = run_one(ucfg, store, force=store.status(ucfg.run_id) == "ok", progress=False)
+                    if row.get("status") != "ok" or not path.is_file():
+                        raise RuntimeError(
+                            f"unimodal run {ucfg.run_id} for reconboost's {m} learner failed: {row.get('error')}"
+                        )
+                state = torch.load(path, map_location=self.device, weights_only=True)
+                model.learners[m].load_state_dict(state)
+        finally:
+            torch.set_rng_state(rng[0])
+            np.random.set_state(rng[1])
+            random.setstate(rng[2])
+        # Official --use_pretrain: both learners are ensemble members (with their own fc) before stage 0.
+        model.member.fill_(True)
+
+    # -- schedule --------------------------------------------------------------------------------------
+    def schedule(self, epoch: int) -> tuple[int, int]:
+        """(stage, phase) of a trainer epoch; phase 1 = modality learner, 2 = global rectification."""
+        per = self.cfg.epochs_per_stage + self.cfg.correct_epoch
+        stage, pos = divmod(epoch, per)
+        return stage, (1 if pos < self.cfg.epochs_per_stage else 2)
+
+    def stage_modality(self, stage: int) -> str:
+        return self.modalities[stage % len(self.modalities)]
+
+    def stage_lr(self, stage: int) -> float:
+        step = self.cfg.stage_lr_step
+        return self.ctx.train.lr * (self.cfg.stage_lr_gamma ** (stage // step) if step else 1.0)
+
+    def _build_phase_optimizer(self, stage: int, phase: int) -> None:
+        model: ReconBoostModel = self.model  # type: ignore[assignment]
+        if phase == 1:
+            params = [*model.learners[self.stage_modality(stage)].encoder.parameters(), *model.head.parameters()]
+        else:
+            params = [p for m in model.members() for p in model.learners[m].encoder.parameters()]
+            params += [*model.head.parameters(), model.boost_rate]
+        self.optimizer = build_optimizer(params, self.ctx.train, lr=self.stage_lr(stage))
+        self.phase_key = (stage, phase)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        super().on_epoch_start(epoch)
+        key = self.schedule(epoch)
+        if key == self.phase_key:
+            return
+        stage, phase = key
+        model: ReconBoostModel = self.model  # type: ignore[assignment]
+        idx = model.index(self.stage_modality(stage))
+        if phase == 1:
+            model.uses_head[idx] = True
+        else:
+            model.member[idx] = True
+        self._build_phase_optimizer(stage, phase)
+
+    # -- training --------------------------------------------------------------------------------------
+    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
+        assert self.phase_key is not None
+        stage, phase = self.phase_key
+        return self._phase1_step(batch, stage) if phase == 1 else self._phase2_step(batch)
+
+    def _phase1_step(self, batch: Batch, stage: int) -> dict[str, float]:
+        model: ReconBoostModel = self.model  # type: ignore[assignment]
+        m = self.stage_modality(stage)
+        y = batch["label"]
+        with torch.no_grad(), self.autocast():
+            others = {j: model.learner_logits(j, batch[j]).float() for j in model.members() if j != m}
+        with self.autocast():
+            f_m = model.learner_logits(m, batch[m]).float()
+        if others:
+            ens = model.boost_rate.detach() * torch.stack(list(others.values())).sum(0)
+        else:  # empty ensemble: uniform q (official: a constant c0 for every class)
+            ens = torch.zeros_like(f_m)
+        loss = boosting_loss(f_m, ens, y, self.cfg.w1, self.cfg.w2)
+        stats = {"boost_loss": float(loss.detach())}
+        if stage >= 1:
+            prev = self.stage_modality(stage - 1)
+            if prev not in others:
+                with torch.no_grad(), self.autocast():
+                    others[prev] = model.learner_logits(prev, batch[prev]).float()
+            p_cur = F.softmax(f_m, dim=1)
+            if self.cfg.variant == "official":
+                p_cur = p_cur.detach()
+            ga = F.mse_loss(p_cur, F.softmax(others[prev], dim=1))
+            loss = loss + self.cfg.alpha * ga
+            stats["ga_loss"] = float(ga.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), **stats}
+
+    def _phase2_step(self, batch: Batch) -> dict[str, float]:
+        model: ReconBoostModel = self.model  # type: ignore[assignment]
+        with self.autocast():
+            logits = model.boost_rate * torch.stack([model.learner_logits(m, batch[m]) for m in model.members()]).sum(0)
+            loss = F.cross_entropy(logits.float(), batch["label"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), "boost_rate": float(model.boost_rate.detach())}
+
+    # -- bookkeeping -----------------------------------------------------------------------------------
+    def on_evaluation_end(self, epoch: int, metrics: dict[str, dict[str, float]]) -> None:
+        stage, phase = self.schedule(epoch)
+        self.stage_log.append(
+            {
+                "stage": stage,
+                "modality": self.stage_modality(stage),
+                "phase": phase,
+                "end_epoch": epoch + 1,
+                "val_acc": metrics["val"].get("acc"),
+                **{f"test_{k}": v for k, v in metrics["test"].items() if k == "acc" or k.startswith("acc_")},
+            }
+        )
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"phase_key": self.phase_key, "stage_log": self.stage_log}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.stage_log = list(state.get("stage_log", []))
+        if state.get("phase_key") is not None:
+            stage, phase = state["phase_key"]
+            self._build_phase_optimizer(int(stage), int(phase))
+
+    def artifacts(self) -> dict[str, Any]:
+        return {"stages": self.stage_log}

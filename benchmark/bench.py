@@ -33,7 +33,8 @@ def time_method(method: str, batches: list[dict], dataset: str, overrides: dict[
     """Mean seconds of ``training_step`` over ``batches[1:]`` (``batches[0]`` warms up)."""
     from benchmark.trainer import build_run
 
-    cfg = build_config(method, dataset, 0, {"train.checkpoint": False, "train.save_model": False, **overrides})
+    extra = METHODS.get(method).bench_overrides
+    cfg = build_config(method, dataset, 0, {"train.checkpoint": False, "train.save_model": False, **extra, **overrides})
     setup = build_run(cfg)
     m = setup.method
     m.model.train()

@@ -145,6 +145,8 @@ class Method:
     train_defaults: ClassVar[dict[str, Any]] = {}
     # Dotted defaults per dataset name ("*" = every dataset), applied after train_defaults.
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Overrides ``run_all.py --bench`` applies when timing steps without a result store.
+    bench_overrides: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: Any, ctx: MethodContext) -> None:
         self.cfg = cfg

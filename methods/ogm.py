@@ -171,8 +171,8 @@ class Ogm(Method):
                     continue
                 g = p.grad
                 if noisy:
-                    std = float(g.std()) if g.numel() > 1 else 0.0
-                    noise = torch.randn_like(g) * (std + 1e-8)
+                    std = g.std() if g.numel() > 1 else torch.zeros((), device=g.device, dtype=g.dtype)
+                    noise = torch.randn_like(g) * (std + 1e-8)  # std of the unscaled gradient (code at HEAD)
                     g.mul_(k).add_(noise)
                 else:
                     g.mul_(k)

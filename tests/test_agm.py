@@ -155,3 +155,18 @@ def test_short_run_learns_above_chance():
     row = train_briefly("agm", epochs=1, **{"train.max_steps_per_epoch": 12})
     assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
+
+
+def test_three_modalities():
+    from three_modalities import three_modality_method
+
+    method, batch = three_modality_method("agm", **{"method.alpha": 0.5})
+    full = method.forward(batch).logits.detach()
+    stats = method.training_step(batch, 0)
+    scores = [stats[f"score_{m}"] for m in method.modalities]
+    # first step: running means are 0, so rbar = 1 for every modality
+    assert [stats[f"kappa_{m}"] for m in method.modalities] == pytest.approx(
+        coefficients_from_scores(scores, [0.0, 0.0, 0.0], 0.5)
+    )
+    assert stats["loss"] == pytest.approx(float(F.cross_entropy(full, batch["label"])), rel=1e-4)
+    assert method.iteration == 1 and all(v == pytest.approx(s) for v, s in zip(method.mean_scores.values(), scores))

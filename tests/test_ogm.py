@@ -143,3 +143,24 @@ def test_short_run_learns_above_chance():
     row = train_briefly("ogm_ge", epochs=1, **{"train.max_steps_per_epoch": 12})
     assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
+
+
+def test_three_modalities_modulate_the_suppressed_encoder():
+    from three_modalities import three_modality_method
+
+    method, batch = three_modality_method("ogm")
+    state = copy.deepcopy(method.model.state_dict())
+    plain = _plain_grads(method, batch)
+    method.model.load_state_dict(state)
+    mod, stats = _modulated_grads(method, batch)
+    ks = [stats[f"k_{m}"] for m in method.modalities]
+    out = method.forward(batch)
+    assert ks == pytest.approx(
+        modulation_coefficients_multi(
+            [out.unimodal_logits[m] for m in method.modalities], batch["label"], method.cfg.alpha
+        )
+    )
+    assert sum(k < 1 for k in ks) == 1
+    for m, k in zip(method.modalities, ks, strict=True):
+        torch.testing.assert_close(mod[f"encoders.{m}.conv.weight"], k * plain[f"encoders.{m}.conv.weight"])
+        torch.testing.assert_close(mod[f"encoders.{m}.bn.weight"], plain[f"encoders.{m}.bn.weight"])

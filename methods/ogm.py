@@ -1,0 +1,203 @@
+"""OGM and OGM-GE: on-the-fly gradient modulation (Peng et al., CVPR 2022), after ``GeWu-Lab/OGM-GE_CVPR2022``.
+
+Each step trains the fused logits with cross-entropy only. The per-modality logits read off the fusion head
+give each modality's confidence in the true class, ``s_m = sum_i softmax(out_m)_i[y_i]`` (a batch sum), and the
+discrepancy ratio ``rho_v = s_v / s_a`` (paper Eq. 9). The dominant modality's encoder gradient is scaled by
+``k = 1 - tanh(alpha * relu(rho))`` (Eq. 10); OGM-GE also adds Gaussian noise whose standard deviation is that
+of the unscaled gradient (the "generalisation enhancement", official ``main.py`` at HEAD, lines tagged "bug fixed").
+
+Official behaviour kept (``variant="official"``, the default):
+
+* only conv kernels (gradients with 4 or more dimensions) of each encoder are modulated; BN and the fusion
+  head are not;
+* the GE noise is added to the conv gradients of *every* modality, also the one whose k is 1;
+* the tie ``rho_v == 1`` suppresses audio with ``k_a = 1 - tanh(alpha)``;
+* modulation happens in the inclusive, 0-based epoch window [modulation_starts, modulation_ends].
+
+Where we deliberately differ from the released code:
+
+* the official code finds the encoders through ``name.split('.')[1]``, which only works under DataParallel's
+  ``module.`` prefix (without it nothing is modulated). We take the evident intent: the parameters of
+  ``model.encoders[m]`` for each modality ``m``;
+* with FiLM or gated fusion the released code crashes (it slices half the fused weight against full-size
+  features). Per-modality logits come from ``model.fusion.unimodal_logits`` instead, which works for all four
+  heads (concat: the modality's column block plus ``bias / M`` as in the official code; sum: the modality's own
+  layer; FiLM/gated: the head with the other modality's features zeroed);
+* more than two modalities: the rule of the MLA repository's three-modality OGM (``rho_m = s_m / sum of the
+  others``; the first of modalities 2..M with ``rho > 1`` is suppressed, otherwise modality 1), which reduces
+  to the two-modality rule above.
+
+``variant="paper"`` follows the paper's description instead: the modulation (Eq. 10) applies to all
+parameters of the encoder (``theta^u``), and the GE noise only to the modality being suppressed (this is our
+reading of Sec. 3.3 / Algorithm 1; the paper does not single out conv kernels). ``method.scope`` overrides the
+parameter set in either variant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.data import Batch
+from benchmark.method import Method, MethodConfig
+from benchmark.registry import register_method
+
+
+def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """``sum_i softmax(logits)_i[y_i]``: the batch-summed probability of the true class (OGM's ``score``)."""
+    probs = torch.softmax(logits.detach().float(), dim=1)
+    return float(probs.gather(1, labels.view(-1, 1)).sum())
+
+
+def modulation_coefficients_multi(logits: Sequence[torch.Tensor], labels: torch.Tensor, alpha: float) -> list[float]:
+    """OGM coefficients for M >= 2 modalities (MLA repository's rule, reducing to OGM's for M = 2).
+
+    ``rho_m = s_m / sum_{j != m} s_j``; the first of modalities 2..M with ``rho_m > 1`` gets
+    ``k_m = 1 - tanh(alpha * relu(rho_m))``; if none has, modality 1 gets it; every other k is 1.
+    """
+    if len(logits) < 2:
+        raise ValueError("OGM needs at least two modalities")
+    scores = [true_class_score(lg, labels) for lg in logits]
+    total = sum(scores)
+    ratios = [s / (total - s) for s in scores]
+    coeffs = [1.0] * len(scores)
+    chosen = next((m for m in range(1, len(scores)) if ratios[m] > 1), 0)
+    coeffs[chosen] = 1.0 - math.tanh(alpha * max(ratios[chosen], 0.0))
+    return coeffs
+
+
+def modulation_coefficients(
+    logits_a: torch.Tensor, logits_v: torch.Tensor, labels: torch.Tensor, alpha: float
+) -> tuple[float, float]:
+    """OGM-GE Eq. 10 as in ``main.py``: ``rho_v = s_v / s_a``; ``rho_v > 1`` scales visual, otherwise audio."""
+    k_a, k_v = modulation_coefficients_multi([logits_a, logits_v], labels, alpha)
+    return k_a, k_v
+
+
+@dataclass
+class OgmConfig(MethodConfig):
+    # Modulation strength (OGM-GE README: 0.8 for CREMA-D, 0.1 for VGGSound).
+    alpha: float = 0.8
+    # Inclusive, 0-based epoch window in which gradients are modulated (official: 0-50 of 100 epochs).
+    modulation_starts: int = 0
+    modulation_ends: int = 50
+    # "official": conv kernels only, GE noise on every modality; "paper": all encoder parameters, noise on the
+    # suppressed modality only.
+    variant: Literal["official", "paper"] = "official"
+    # Parameters modulated: "auto" (by variant), "conv" (gradients with >= 4 dims), "weights" (>= 2 dims,
+    # the authors' advice for encoders with linear layers, OGM-GE issue #22), "all" (every encoder parameter).
+    scope: Literal["auto", "conv", "weights", "all"] = "auto"
+
+    def validate(self) -> None:
+        if self.alpha < 0:
+            raise ValueError(f"method.alpha must be >= 0, got {self.alpha}")
+        if self.modulation_starts > self.modulation_ends:
+            raise ValueError("method.modulation_starts must not exceed method.modulation_ends")
+
+
+_MIN_DIMS = {"conv": 4, "weights": 2, "all": 0}
+
+# OGM-GE main.py / README on the audio-visual datasets: SGD(0.9, 1e-4) lr 1e-3, StepLR(70, 0.1), batch 64,
+# 100 epochs, modulation in epochs 0-50.
+_OFFICIAL_AV = {
+    "train.optimizer": "sgd",
+    "train.lr": 1e-3,
+    "train.momentum": 0.9,
+    "train.weight_decay": 1e-4,
+    "train.scheduler": "step",
+    "train.step_size": 70,
+    "train.gamma": 0.1,
+    "train.batch_size": 64,
+    "train.epochs": 100,
+    "method.modulation_starts": 0,
+    "method.modulation_ends": 50,
+}
+
+
+@register_method
+class Ogm(Method):
+    """OGM (CVPR'22): scale the dominant modality's encoder gradients by 1 - tanh(alpha * rho)."""
+
+    name = "ogm"
+    Config = OgmConfig
+    # Whether Gaussian noise (generalisation enhancement) is added; OGM-GE sets it.
+    add_noise = False
+    dataset_defaults = {
+        "crema_d": {**_OFFICIAL_AV, "method.alpha": 0.8},
+        # No published alpha for Kinetics-Sounds in the OGM-GE repo; the CREMA-D value is kept.
+        "kinetics_sounds": dict(_OFFICIAL_AV),
+        # Transformer encoders have (almost) no conv kernels: modulate every weight matrix (issue #22).
+        "twitter2015": {"method.scope": "weights"},
+        "sarcasm": {"method.scope": "weights"},
+    }
+
+    def setup(self) -> None:
+        encoders = getattr(self.model, "encoders", None)
+        fusion = getattr(self.model, "fusion", None)
+        if not isinstance(encoders, nn.ModuleDict) or not hasattr(fusion, "unimodal_logits"):
+            raise TypeError(f"{self.name} needs a FusionModel (model.encoders and model.fusion.unimodal_logits)")
+        scope = self.cfg.scope
+        if scope == "auto":
+            scope = "conv" if self.cfg.variant == "official" else "all"
+        self._params: dict[str, list[nn.Parameter]] = {}
+        for m in self.modalities:
+            params = [p for p in encoders[m].parameters() if p.requires_grad and p.dim() >= _MIN_DIMS[scope]]
+            if not params:
+                raise ValueError(
+                    f"{self.name}: the {m!r} encoder has no parameters in scope {scope!r} (no conv kernels?); "
+                    "set --set method.scope=weights or method.scope=all"
+                )
+            self._params[m] = params
+
+    def in_window(self) -> bool:
+        return self.cfg.modulation_starts <= self.epoch <= self.cfg.modulation_ends
+
+    def coefficients(self, unimodal_logits: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
+        ks = modulation_coefficients_multi([unimodal_logits[m] for m in self.modalities], labels, self.cfg.alpha)
+        return dict(zip(self.modalities, ks, strict=True))
+
+    def modulate(self, coeffs: dict[str, float]) -> None:
+        """Rewrite the encoders' gradients in place: ``g <- k g`` (OGM) or ``g <- k g + N(0, std(g)^2)`` (GE)."""
+        for m, k in coeffs.items():
+            noisy = self.add_noise and (self.cfg.variant == "official" or k < 1.0)
+            for p in self._params[m]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if noisy:
+                    std = g.std() if g.numel() > 1 else torch.zeros((), device=g.device, dtype=g.dtype)
+                    noise = torch.randn_like(g) * (std + 1e-8)  # std of the unscaled gradient (code at HEAD)
+                    g.mul_(k).add_(noise)
+                else:
+                    g.mul_(k)
+
+    def backward(self, batch: Batch) -> dict[str, float]:
+        """Forward, cross-entropy backward and (inside the window) the gradient modulation; no optimiser step."""
+        labels = batch["label"]
+        out = self.forward(batch)
+        loss = F.cross_entropy(out.logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        coeffs = self.coefficients(out.unimodal_logits, labels)
+        if self.in_window():
+            self.modulate(coeffs)
+        return {"loss": loss.item(), **{f"k_{m}": k for m, k in coeffs.items()}}
+
+    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
+        stats = self.backward(batch)
+        self.optimizer.step()
+        return stats
+
+
+@register_method
+class OgmGe(Ogm):
+    """OGM-GE (CVPR'22): OGM plus Gaussian noise with the gradient's own std (generalisation enhancement)."""
+
+    name = "ogm_ge"
+    add_noise = True

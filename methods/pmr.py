@@ -1,0 +1,205 @@
+"""PMR: prototypical modal rebalance (Fan et al., CVPR 2023), after ``fanyunfeng-bit/Modal-Imbalance-PMR``.
+
+Each modality gets a non-parametric classifier: class prototypes ``c_k^m`` (mean encoder feature of class k)
+and logits ``-||x - c_k^m||`` (plain Euclidean distance, temperature 1; ``main_Prototype_grad.py``). The ratio of
+the batch-summed true-class prototype probabilities, ``rho = s_a / s_v``, decides which modality is behind,
+and only that one gets the prototypical cross-entropy (PCE)::
+
+    loss = CE(out, y) + beta * PCE_a + lambda * PCE_v,
+    rho > 1: (beta, lambda) = (0, alpha);  rho < 1: (alpha, 0);  rho == 1: (0, 0)
+
+Gradients reach the encoders through the features; the prototypes are constants. Prototypes are recomputed
+from about 10 % of the shuffled training batches (model in eval mode, no gradient) before the first epoch and
+after every epoch, with momentum ``c <- (1 - mu) c_new + mu c_old`` from the update after epoch 1 on (the code
+skips the momentum when the epoch passed is <= 0).
+
+Official behaviour kept (``variant="official"``, the default): the step rule above, no entropy regulariser
+(the paper's prototypical entropy regularisation, PER, is not in the released code; PMR issues #4, #7, #9).
+
+``variant="paper"`` adds PER: during the first ``per_epochs`` epochs (the paper's "early training stage") the
+dominant modality's prototype distribution is pushed towards high entropy, ``loss -= per_weight * H(p_dom)``.
+The paper's exact coefficients are not restated here; ``per_weight`` and ``per_epochs`` are our defaults.
+
+Where we differ from the released code: a class missing from the sampled batches would give a NaN prototype
+there; we read further batches until every class has been seen. Two modalities only (the paper and code
+define PMR for two).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.data import Batch
+from benchmark.method import Method, MethodConfig
+from benchmark.registry import register_method
+
+
+def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """``-||x_i - c_k||_2`` for every sample i and class k: (B, D) x (C, D) -> (B, C)."""
+    diff = features.float().unsqueeze(1) - prototypes.float().unsqueeze(0)
+    return -diff.pow(2).sum(-1).clamp_min(1e-12).sqrt()
+
+
+def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """``sum_i softmax(logits)_i[y_i]`` (batch sum)."""
+    return float(torch.softmax(logits.detach().float(), dim=1).gather(1, labels.view(-1, 1)).sum())
+
+
+def imbalance_ratio(proto_logits_a: torch.Tensor, proto_logits_v: torch.Tensor, labels: torch.Tensor) -> float:
+    """``rho = s_a / s_v`` from the prototype logits; > 1 means the first (audio) modality is ahead."""
+    return true_class_score(proto_logits_a, labels) / true_class_score(proto_logits_v, labels)
+
+
+def pce_coefficients(ratio: float, alpha: float) -> tuple[float, float]:
+    """(beta, lambda): the weight of the first / second modality's PCE loss (PMR's step rule)."""
+    if ratio > 1:
+        return 0.0, alpha
+    if ratio < 1:
+        return alpha, 0.0
+    return 0.0, 0.0
+
+
+def prototype_entropy(proto_logits: torch.Tensor) -> torch.Tensor:
+    """Batch-mean entropy of the prototype softmax (the quantity PER maximises for the dominant modality)."""
+    logp = torch.log_softmax(proto_logits, dim=1)
+    return -(logp.exp() * logp).sum(1).mean()
+
+
+@dataclass
+class PmrConfig(MethodConfig):
+    # Weight of the slower modality's PCE loss (official default 1.0).
+    alpha: float = 1.0
+    # Prototype momentum mu (official momentum_coef 0.2).
+    momentum: float = 0.2
+    # Fraction of the shuffled training batches used to recompute the prototypes (official: len(loader)//10).
+    proto_fraction: float = 0.1
+    # Inclusive, 0-based epoch window of the PCE terms (official: 0-100 of 150 epochs).
+    modulation_starts: int = 0
+    modulation_ends: int = 100
+    # "official": no entropy regulariser; "paper": adds PER on the dominant modality early in training.
+    variant: Literal["official", "paper"] = "official"
+    # PER weight and duration (epochs) for variant="paper" (our defaults; the paper's values are unverified).
+    per_weight: float = 1.0
+    per_epochs: int = 10
+
+    def validate(self) -> None:
+        if not 0 < self.proto_fraction <= 1:
+            raise ValueError("method.proto_fraction must be in (0, 1]")
+        if not 0 <= self.momentum < 1:
+            raise ValueError("method.momentum must be in [0, 1)")
+        if self.modulation_starts > self.modulation_ends:
+            raise ValueError("method.modulation_starts must not exceed method.modulation_ends")
+
+
+@register_method
+class Pmr(Method):
+    """PMR (CVPR'23): prototype cross-entropy on the slower modality, chosen by prototype-classifier scores."""
+
+    name = "pmr"
+    Config = PmrConfig
+    dataset_defaults = {
+        # main_Prototype_grad.py / bash.sh: SGD(0.9, 1e-4) lr 1e-3 (checkpoint names), StepLR(70, 0.1), batch 64,
+        # 150 epochs, PCE in epochs 0-100, alpha 1.0, momentum 0.2.
+        "crema_d": {
+            "train.optimizer": "sgd",
+            "train.lr": 1e-3,
+            "train.momentum": 0.9,
+            "train.weight_decay": 1e-4,
+            "train.scheduler": "step",
+            "train.step_size": 70,
+            "train.gamma": 0.1,
+            "train.batch_size": 64,
+            "train.epochs": 150,
+            "method.alpha": 1.0,
+            "method.momentum": 0.2,
+            "method.modulation_starts": 0,
+            "method.modulation_ends": 100,
+        },
+    }
+
+    def setup(self) -> None:
+        if len(self.modalities) != 2:
+            raise ValueError(f"pmr is defined for two modalities; {self.ctx.info.name!r} has {list(self.modalities)}")
+        self.prototypes: dict[str, torch.Tensor] | None = None
+
+    # -- prototypes ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def compute_prototypes(self, epoch: int) -> dict[str, torch.Tensor]:
+        """Class means of the encoder features over ~proto_fraction of the shuffled training batches."""
+        n_classes = self.ctx.info.num_classes
+        loader = self.ctx.loader("train", shuffle=True, epoch=10_000 + epoch)
+        n_batches = max(1, int(len(loader) * self.cfg.proto_fraction))
+        sums = {m: None for m in self.modalities}
+        counts = torch.zeros(n_classes, device=self.device)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for i, batch in enumerate(self.ctx.batches(loader)):
+                if i >= n_batches and bool((counts > 0).all()):
+                    break
+                out = self.forward(batch)
+                onehot = F.one_hot(batch["label"], n_classes).float()
+                counts += onehot.sum(0)
+                for m in self.modalities:
+                    s = onehot.t() @ out.features[m].float()
+                    sums[m] = s if sums[m] is None else sums[m] + s
+        finally:
+            self.model.train(was_training)
+        if not bool((counts > 0).all()):
+            raise RuntimeError("pmr: some classes have no training sample; prototypes cannot be computed")
+        return {m: sums[m] / counts[:, None] for m in self.modalities}
+
+    def update_prototypes(self, epoch: int) -> None:
+        new = self.compute_prototypes(epoch)
+        if self.prototypes is not None and epoch > 0:
+            mu = self.cfg.momentum
+            new = {m: (1 - mu) * new[m] + mu * self.prototypes[m] for m in self.modalities}
+        self.prototypes = new
+
+    def on_epoch_start(self, epoch: int) -> None:
+        super().on_epoch_start(epoch)
+        if self.prototypes is None:
+            self.update_prototypes(0)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        self.update_prototypes(epoch)
+
+    # -- training --------------------------------------------------------------------------------------------
+    def in_window(self) -> bool:
+        return self.cfg.modulation_starts <= self.epoch <= self.cfg.modulation_ends
+
+    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
+        labels = batch["label"]
+        a, v = self.modalities
+        out = self.forward(batch)
+        loss = F.cross_entropy(out.logits.float(), labels)
+        stats: dict[str, float] = {}
+        if self.in_window():
+            pa = prototype_logits(out.features[a], self.prototypes[a])
+            pv = prototype_logits(out.features[v], self.prototypes[v])
+            ratio = imbalance_ratio(pa, pv, labels)
+            beta, lam = pce_coefficients(ratio, self.cfg.alpha)
+            if beta:
+                loss = loss + beta * F.cross_entropy(pa, labels)
+            if lam:
+                loss = loss + lam * F.cross_entropy(pv, labels)
+            if self.cfg.variant == "paper" and self.epoch < self.cfg.per_epochs and ratio != 1:
+                dominant = pa if ratio > 1 else pv
+                loss = loss - self.cfg.per_weight * prototype_entropy(dominant)
+            stats = {"ratio": ratio, f"beta_{a}": beta, f"beta_{v}": lam}
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item(), **stats}
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        return {"prototypes": None if self.prototypes is None else {m: p.cpu() for m, p in self.prototypes.items()}}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        protos = state.get("prototypes")
+        self.prototypes = None if protos is None else {m: p.to(self.device) for m, p in protos.items()}

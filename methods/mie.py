@@ -636,7 +636,7 @@ class Mie(Method):
             loss = self._paper_gradients(batch[m], y, m, params)
         self._apply_gm(m)
         self.optimizer.step()
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
 
     def _official_loss(self, x: torch.Tensor, y: torch.Tensor, m: str, params: list[nn.Parameter]) -> torch.Tensor:
         """``(1-r) mixup-CE + r CE(head_perturbed(f), y)`` (official ``train_withP``/``train_withoutP``)."""

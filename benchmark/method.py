@@ -91,16 +91,21 @@ class MethodContext:
         drop_last: bool = False,
         dataset: Dataset | None = None,
     ) -> DataLoader:
-        """A loader over ``split`` (or over ``dataset``, e.g. a resampled training set)."""
+        """A loader over ``split`` (or over ``dataset``, e.g. a resampled training set).
+
+        A training loader drops a last batch of a single sample: BatchNorm cannot normalise it in train mode.
+        """
         train = split == "train"
+        data = dataset if dataset is not None else self.splits[split]
+        size = batch_size or (self.train.batch_size if train else self.train.eval_batch_size)
         return make_loader(
-            dataset if dataset is not None else self.splits[split],
-            batch_size or (self.train.batch_size if train else self.train.eval_batch_size),
+            data,
+            size,
             shuffle=train if shuffle is None else shuffle,
             seed=self.config.seed,
             epoch=epoch,
             num_workers=self.train.num_workers,
-            drop_last=drop_last,
+            drop_last=drop_last or (train and len(data) % size == 1),
         )
 
     def batches(self, loader: Iterable[Batch], limit: int = 0) -> Iterator[Batch]:

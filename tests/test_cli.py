@@ -50,7 +50,7 @@ def test_malformed_override_stops_before_training(tmp_path):
 def test_dry_run_lists_the_plan_with_unimodal_expanded(tmp_path):
     proc = run_cli("--methods", "joint,unimodal", "--seeds", "0,1", "--dry-run", "--results", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert "6 runs, 0 done, 0 failed, 6 to do" in proc.stdout
+    assert "6 runs, 0 done, 0 failed, 0 running, 6 to do" in proc.stdout
     assert proc.stdout.count("todo") == 6
 
 
@@ -72,10 +72,10 @@ def test_tiny_run_writes_csv_and_reports_then_skips(tmp_path):
     assert proc.returncode == 0, proc.stderr
     df = pd.read_csv(tmp_path / "res" / "quick.csv")
     assert len(df) == 1 and df["status"].iloc[0] == "ok"
-    md = (tmp_path / "rep" / "quick.md").read_text()
-    tex = (tmp_path / "rep" / "quick.tex").read_text()
-    assert "| av_digits | joint |" in md
-    assert "\\toprule" in tex and "\\bottomrule" in tex and "joint" in tex
+    md = (tmp_path / "rep" / "quick" / "summary_av_digits.md").read_text()
+    tex = (tmp_path / "rep" / "quick" / "summary_av_digits.tex").read_text()
+    assert "| Baseline |" in md  # joint training is the paper's "Baseline" row
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "Baseline" in tex
     again = run_cli(*args)
     assert "already ok, skipped" in again.stdout
     assert len(pd.read_csv(tmp_path / "res" / "quick.csv")) == 1

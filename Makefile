@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 quick: $(STAMP)
-	$(PY) run_all.py --suite quick
+	$(PY) run_all.py --suite quick --cluster local --workers 2
 
 test: $(STAMP)
 	$(PY) -m pytest

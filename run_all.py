@@ -215,18 +215,23 @@ def main(argv: list[str] | None = None) -> int:
         csv_name=suite.name,
     )
     csv_path = store.write_csv(suite.name, [c.run_id for c in configs])
-    from rich.console import Console
-
-    from benchmark.reports import render_report
-
-    written = render_report(csv_path, Path(args.reports), suite.name, args.rule, console=Console())
+    render_and_print(args, suite.name, csv_path)
     failed = sum(1 for r in rows if r.get("status") == "failed")
-    print(f"\nresults: {csv_path}")
-    print(f"report:  {written[0]} ({len(written)} files in {Path(written[0]).parent}; LaTeX: {written[1]})")
     if failed:
         print(f"{failed} run(s) failed; their errors are in the CSV (rerun them with --retry-failed)")
         return 1
     return 0
+
+
+def render_and_print(args: argparse.Namespace, name: str, csv_path: Path) -> None:
+    """Render the suite's tables and figures from its CSV and say where everything is."""
+    from rich.console import Console
+
+    from benchmark.reports import render_report
+
+    written = render_report(csv_path, Path(args.reports), name, args.rule, console=Console())
+    print(f"\nresults: {csv_path}")
+    print(f"report:  {written[0]} ({len(written)} files in {Path(written[0]).parent}; LaTeX: {written[1]})")
 
 
 def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, options) -> int:
@@ -250,9 +255,10 @@ def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, opti
     if not options.wait and outcome["submitted"]:
         return 0
     csv_path = store.write_csv(name, [c.run_id for c in configs])
+    render_and_print(args, name, csv_path)
     counts = plan_counts(plan(configs, store))
     print(
-        f"\nresults: {csv_path}\nsuite {name}: {counts['runs']} runs, {counts['ok']} done, {counts['failed']} failed, "
+        f"suite {name}: {counts['runs']} runs, {counts['ok']} done, {counts['failed']} failed, "
         f"{counts['running']} running, {counts['todo']} to do"
     )
     for key, error in outcome["errors"].items():

@@ -161,12 +161,18 @@ class RunTask(submitit.helpers.Checkpointable):
 class LocalWorker:
     """One of ``--workers`` local processes: takes every run of the list that no other process holds."""
 
-    def __init__(self, task: RunTask, configs: list[RunConfig], offset: int) -> None:
+    def __init__(self, task: RunTask, configs: list[RunConfig], offset: int, threads: int = 1) -> None:
         self.task = task
         self.configs = configs
         self.offset = offset
+        self.threads = threads
 
     def __call__(self) -> list[dict[str, Any]]:
+        import torch
+
+        # torch starts one thread per core in every worker; N workers x all cores oversubscribe the machine
+        # (small CPU kernels then run many times slower), so each worker gets its share of the cores.
+        torch.set_num_threads(self.threads)
         n = len(self.configs)
         order = [self.configs[(self.offset + i) % n] for i in range(n)]
         task = RunTask(
@@ -273,7 +279,8 @@ def launch(
         executor = submitit.LocalExecutor(folder=folder / "%j")
         executor.update_parameters(timeout_min=options.time_min)
         n = max(1, min(options.workers, len(todo)))
-        jobs = [executor.submit(LocalWorker(task, todo, offset=i * len(todo) // n)) for i in range(n)]
+        threads = max(1, (os.cpu_count() or 1) // n)
+        jobs = [executor.submit(LocalWorker(task, todo, offset=i * len(todo) // n, threads=threads)) for i in range(n)]
         print(f"started {n} local worker process(es) for {len(todo)} run(s); logs in {folder}", flush=True)
         labels = {j.job_id: f"worker {i}" for i, j in enumerate(jobs)}
     result["jobs"] = [j.job_id for j in jobs]

@@ -265,7 +265,8 @@ def test_paper_variant_learns_above_chance():
 def test_resume_round_trip_and_artifacts(tmp_path):
     from benchmark.results import ResultStore
 
-    over = {**FAST, "method.stage_epochs": (1, 2, 1), "train.checkpoint": True}
+    # restart_select=val: the best checkpoint each stage restarts from must survive the resume too
+    over = {**FAST, "method.stage_epochs": (1, 2, 1), "method.restart_select": "val", "train.checkpoint": True}
     cfg = short_config("mie", 4, **over)
     full = ResultStore(tmp_path / "a")
     row_full = fit(cfg, full, progress=False)

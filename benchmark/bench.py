@@ -91,7 +91,17 @@ def run_bench(
     joint_ms = float(df.loc[df["name"] == "joint", "mean_step_ms"].iloc[0])
     df["ratio_to_joint"] = df["mean_step_ms"] / joint_ms
     sps = loader_throughput(dataset, overrides)
-    df = pd.concat([df, pd.DataFrame([{"kind": "loader", "name": dataset, "samples_per_s": sps}])], ignore_index=True)
+    extra = [{"kind": "loader", "name": dataset, "samples_per_s": sps}]
+    if cache_vs_raw:
+        from benchmark.bench_data import bench_fixture
+
+        cmp = bench_fixture()  # a CREMA-D-shaped release with real-size frames, prepared, then read both ways
+        extra += [
+            {"kind": "loader_cache", "name": "crema_d fixture", "samples_per_s": cmp["cached_sps"]},
+            {"kind": "loader_raw", "name": "crema_d fixture", "samples_per_s": cmp["raw_sps"]},
+        ]
+        print(f"crema_d fixture: cache {cmp['cached_sps']} samples/s, raw {cmp['raw_sps']} -> {cmp['speedup']}x")
+    df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
     df["device"] = str(device)
     df["dataset"] = dataset
     df["steps"] = steps

@@ -105,6 +105,9 @@ def test_array_cancel_requeue_kill9_relaunch(partition, tmp_path):
     assert victim["slurm_array_task_id"] == "1"
     # Slurm holds a requeued job for 120 s (BeginTime): release it at once
     _wait(lambda: any("BeginTime" in row for row in _squeue(f"{array_id}_0")), 60, "task 0 requeued")
+    # Released at once, the new incarnation can be refused ("Job credential revoked") while the old one's
+    # credential is still revoked: wait out the cluster's KillWait (5 s) before releasing it.
+    time.sleep(8)
     _sh("scontrol", "update", f"JobId={array_id}_0", "StartTime=now", timeout=60)
     _wait(lambda: not _squeue(array_id), 200, f"array {array_id} to finish", poll=1.0)
     assert [store.status(i) for i in ids] == ["ok", None, "ok", None]

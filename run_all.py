@@ -193,6 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         from benchmark.runner import plan, resolve, run_inline
 
         configs = resolve(specs)
+        # The suite's CSV lists every finished run of the suite plus this invocation's runs, so running a
+        # subset (--methods, --seeds, --set) adds to it instead of replacing it.
+        own = [c.run_id for c in configs]
+        full = (
+            [c.run_id for c in resolve(suite.specs())]
+            if (args.methods or args.datasets or args.seeds or overrides)
+            else []
+        )
+        csv_ids = own + [i for i in full if i not in set(own)]
         options = cluster_options(args) if args.cluster != "inline" else None
     except (ConfigError, UnknownNameError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -205,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print_plan(planned, suite.name)
         return 0
     if options is not None:
-        return launch_sweep(args, suite.name, configs, store, options)
+        return launch_sweep(args, suite.name, configs, store, options, csv_ids)
     rows = run_inline(
         configs,
         store,
@@ -213,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         retry_failed=args.retry_failed,
         progress=False if args.no_progress else None,
         csv_name=suite.name,
+        csv_ids=csv_ids,
     )
-    csv_path = store.write_csv(suite.name, [c.run_id for c in configs])
+    csv_path = store.write_csv(suite.name, csv_ids)
     render_and_print(args, suite.name, csv_path)
     failed = sum(1 for r in rows if r.get("status") == "failed")
     if failed:
@@ -234,7 +244,7 @@ def render_and_print(args: argparse.Namespace, name: str, csv_path: Path) -> Non
     print(f"report:  {written[0]} ({len(written)} files in {Path(written[0]).parent}; LaTeX: {written[1]})")
 
 
-def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, options) -> int:
+def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, options, csv_ids: list[str]) -> int:
     """``--cluster local|slurm``: submit what is left, wait, rebuild the CSV from the result files."""
     from benchmark.executors import launch
     from benchmark.runner import plan, plan_counts
@@ -254,7 +264,7 @@ def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, opti
         return 2
     if not options.wait and outcome["submitted"]:
         return 0
-    csv_path = store.write_csv(name, [c.run_id for c in configs])
+    csv_path = store.write_csv(name, csv_ids)
     render_and_print(args, name, csv_path)
     counts = plan_counts(plan(configs, store))
     print(

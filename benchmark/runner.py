@@ -224,10 +224,14 @@ def run_inline(
     retry_failed: bool = False,
     progress: bool | None = None,
     csv_name: str | None = None,
+    csv_ids: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every configuration in this process, one after the other, refreshing the CSV after each."""
+    """Run every configuration in this process, one after the other, refreshing the CSV after each.
+
+    ``csv_ids`` are the runs the CSV lists (default: ``configs``'); finished ones appear, the rest when done.
+    """
     rows = []
-    ids = [c.run_id for c in configs]
+    ids = csv_ids if csv_ids is not None else [c.run_id for c in configs]
     for i, cfg in enumerate(configs, 1):
         status = store.status(cfg.run_id)
         if not needs_run(status, force, retry_failed):

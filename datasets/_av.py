@@ -36,6 +36,23 @@ from datasets._common import (
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
+# Training defaults of the audio-visual sets for methods without a recipe of their own (joint, unimodal):
+# SGD lr 1e-2 (IGM), momentum 0.9, weight decay 1e-4, batch 64 and StepLR(70, 0.1) (OGM-GE), standard-width
+# ResNet18. Each method's dataset_defaults replace these with its official recipe.
+AV_TRAIN_DEFAULTS: dict[str, Any] = {
+    "train.epochs": 100,
+    "train.batch_size": 64,
+    "train.optimizer": "sgd",
+    "train.lr": 1e-2,
+    "train.momentum": 0.9,
+    "train.weight_decay": 1e-4,
+    "train.scheduler": "step",
+    "train.step_size": 70,
+    "train.gamma": 0.1,
+    "model.resnet_width": 64,
+}
+
+
 @dataclass
 class AVConfig(DatasetConfig):
     # The raw release (only read by ``prepare``) and the packed cache that training reads.

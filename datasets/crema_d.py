@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmark.data import DatasetNotFoundError
 from benchmark.registry import register_dataset
-from datasets._av import AVDataset
+from datasets._av import AV_TRAIN_DEFAULTS, AVDataset
 
 LABELS = {"NEU": 0, "HAP": 1, "SAD": 2, "FEA": 3, "DIS": 4, "ANG": 5}  # the official hard-coded map
 
@@ -48,19 +48,7 @@ class CremaD(AVDataset):
     tile_repeats = 3
     max_frames = 10
     download_hint = HINT
-    # IGM configs (mie_igm.md 7) / OGM-GE conventions: SGD 1e-2, momentum 0.9, wd 1e-4, StepLR(40, 0.1).
-    train_defaults = {
-        "train.epochs": 100,
-        "train.batch_size": 64,
-        "train.optimizer": "sgd",
-        "train.lr": 1e-2,
-        "train.momentum": 0.9,
-        "train.weight_decay": 1e-4,
-        "train.scheduler": "step",
-        "train.step_size": 70,
-        "train.gamma": 0.1,
-        "model.resnet_width": 64,
-    }
+    train_defaults = AV_TRAIN_DEFAULTS
 
     @classmethod
     def audio_path(cls, root: Path, clip: str) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmark.data import DatasetNotFoundError
 from benchmark.registry import register_dataset
-from datasets._av import AVDataset
+from datasets._av import AV_TRAIN_DEFAULTS, AVDataset
 
 NUM_CLASSES = 31
 
@@ -44,19 +44,7 @@ class KineticsSounds(AVDataset):
     tile_repeats = None
     max_frames = 10
     download_hint = HINT
-    train_defaults = {
-        "train.epochs": 100,
-        "train.batch_size": 64,
-        "train.optimizer": "sgd",
-        "train.lr": 1e-2,
-        "train.momentum": 0.9,
-        "train.weight_decay": 1e-4,
-        "train.scheduler": "step",
-        "train.step_size": 70,
-        "train.gamma": 0.1,
-        "model.resnet_width": 64,
-        "data.frames": 3,  # IGM: 3 frames per clip
-    }
+    train_defaults = {**AV_TRAIN_DEFAULTS, "data.frames": 3}  # IGM: 3 frames per clip
 
     @classmethod
     def audio_path(cls, root: Path, clip: str) -> Path:

@@ -26,7 +26,7 @@ def save(fig: plt.Figure, out_dir: Path, name: str, tight: bool = True) -> list[
     if tight:
         fig.tight_layout()
     for p in paths:
-        fig.savefig(p)
+        fig.savefig(p, bbox_inches="tight")  # keep legends placed outside the axes
     plt.close(fig)
     return paths
 
@@ -193,7 +193,15 @@ def _lines(
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes[0][0].set_ylabel("test accuracy")
     handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="center right", fontsize=6, frameon=False)
+    fig.legend(
+        handles,
+        names,
+        loc="center left",
+        bbox_to_anchor=(1 - 1.5 / fig.get_figwidth(), 0.5),
+        fontsize=6,
+        frameon=False,
+        ncol=2 if len(names) > 12 else 1,
+    )
     fig.suptitle(title)
     fig.subplots_adjust(left=0.06, right=1 - 1.5 / fig.get_figwidth(), bottom=0.3 if xticks else 0.17, top=0.82)
     return fig

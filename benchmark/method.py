@@ -59,6 +59,24 @@ class MethodConfig:
 
 
 @dataclass
+class EpochWindowConfig(MethodConfig):
+    """Base for methods that act in an inclusive, 0-based epoch window (OGM-GE, AGM, PMR).
+
+    Subclasses redeclare the two fields with their official defaults and call ``super().validate()``.
+    """
+
+    modulation_starts: int = 0
+    modulation_ends: int = 0
+
+    def validate(self) -> None:
+        if self.modulation_starts > self.modulation_ends:
+            raise ValueError("method.modulation_starts must not exceed method.modulation_ends")
+
+    def in_window(self, epoch: int) -> bool:
+        return self.modulation_starts <= epoch <= self.modulation_ends
+
+
+@dataclass
 class MethodContext:
     """What a method may use besides its model: the run's configuration, the data and the device."""
 

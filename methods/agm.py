@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig
+from benchmark.method import EpochWindowConfig, Method
 from benchmark.registry import register_method
 
 
@@ -143,7 +143,7 @@ class _ScaleGrad(torch.autograd.Function):
 
 
 @dataclass
-class AgmConfig(MethodConfig):
+class AgmConfig(EpochWindowConfig):
     # Modulation strength (author, CREMA-D: 1.5; AV-MNIST 2.5; UR-Funny 4.0; parser default 1.0).
     alpha: float = 1.5
     # Inclusive, 0-based epoch window (author: "a continuous process of modulation", 0-1500 of 1500 epochs).
@@ -151,10 +151,6 @@ class AgmConfig(MethodConfig):
     modulation_ends: int = 1500
     # "official": gradient through the padded passes, Shapley without f_00; "paper": see module docstring.
     variant: Literal["official", "paper"] = "official"
-
-    def validate(self) -> None:
-        if self.modulation_starts > self.modulation_ends:
-            raise ValueError("method.modulation_starts must not exceed method.modulation_ends")
 
 
 @register_method
@@ -219,9 +215,6 @@ class Agm(Method):
         if grads and (max(float(g.max()) for g in grads) > 1 or min(float(g.min()) for g in grads) < -1):
             nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=1.0)
 
-    def in_window(self) -> bool:
-        return self.cfg.modulation_starts <= self.epoch <= self.cfg.modulation_ends
-
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
         paper = self.cfg.variant == "paper"
         labels = batch["label"]
@@ -241,7 +234,7 @@ class Agm(Method):
         it = self.iteration
         for m, s in zip(self.modalities, scores, strict=True):
             self.mean_scores[m] = self.mean_scores[m] * (it - 1) / it + s / it
-        if self.in_window():
+        if self.cfg.in_window(self.epoch):
             self.scales = dict(zip(self.modalities, kappas, strict=True))
         elif paper:
             self.scales = {m: 1.0 for m in self.modalities}

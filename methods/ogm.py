@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig
+from benchmark.method import EpochWindowConfig, Method
 from benchmark.registry import register_method
 
 
@@ -81,7 +81,7 @@ def modulation_coefficients(
 
 
 @dataclass
-class OgmConfig(MethodConfig):
+class OgmConfig(EpochWindowConfig):
     # Modulation strength (OGM-GE README: 0.8 for CREMA-D, 0.1 for VGGSound).
     alpha: float = 0.8
     # Inclusive, 0-based epoch window in which gradients are modulated (official: 0-50 of 100 epochs).
@@ -95,10 +95,9 @@ class OgmConfig(MethodConfig):
     scope: Literal["auto", "conv", "weights", "all"] = "auto"
 
     def validate(self) -> None:
+        super().validate()
         if self.alpha < 0:
             raise ValueError(f"method.alpha must be >= 0, got {self.alpha}")
-        if self.modulation_starts > self.modulation_ends:
-            raise ValueError("method.modulation_starts must not exceed method.modulation_ends")
 
 
 _MIN_DIMS = {"conv": 4, "weights": 2, "all": 0}
@@ -155,9 +154,6 @@ class Ogm(Method):
                 )
             self._params[m] = params
 
-    def in_window(self) -> bool:
-        return self.cfg.modulation_starts <= self.epoch <= self.cfg.modulation_ends
-
     def coefficients(self, unimodal_logits: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
         ks = modulation_coefficients_multi([unimodal_logits[m] for m in self.modalities], labels, self.cfg.alpha)
         return dict(zip(self.modalities, ks, strict=True))
@@ -185,7 +181,7 @@ class Ogm(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         coeffs = self.coefficients(out.unimodal_logits, labels)
-        if self.in_window():
+        if self.cfg.in_window(self.epoch):
             self.modulate(coeffs)
         return {"loss": loss.item(), **{f"k_{m}": k for m, k in coeffs.items()}}
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig
+from benchmark.method import EpochWindowConfig, Method
 from benchmark.registry import register_method
 
 
@@ -70,7 +70,7 @@ def prototype_entropy(proto_logits: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class PmrConfig(MethodConfig):
+class PmrConfig(EpochWindowConfig):
     # Weight of the slower modality's PCE loss (official default 1.0).
     alpha: float = 1.0
     # Prototype momentum mu (official momentum_coef 0.2).
@@ -89,10 +89,9 @@ class PmrConfig(MethodConfig):
     def validate(self) -> None:
         if not 0 < self.proto_fraction <= 1:
             raise ValueError("method.proto_fraction must be in (0, 1]")
+        super().validate()
         if not 0 <= self.momentum < 1:
             raise ValueError("method.momentum must be in [0, 1)")
-        if self.modulation_starts > self.modulation_ends:
-            raise ValueError("method.modulation_starts must not exceed method.modulation_ends")
 
 
 @register_method
@@ -169,8 +168,6 @@ class Pmr(Method):
         self.update_prototypes(epoch)
 
     # -- training --------------------------------------------------------------------------------------------
-    def in_window(self) -> bool:
-        return self.cfg.modulation_starts <= self.epoch <= self.cfg.modulation_ends
 
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
         labels = batch["label"]
@@ -178,7 +175,7 @@ class Pmr(Method):
         out = self.forward(batch)
         loss = F.cross_entropy(out.logits.float(), labels)
         stats: dict[str, float] = {}
-        if self.in_window():
+        if self.cfg.in_window(self.epoch):
             pa = prototype_logits(out.features[a], self.prototypes[a])
             pv = prototype_logits(out.features[v], self.prototypes[v])
             ratio = imbalance_ratio(pa, pv, labels)

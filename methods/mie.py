@@ -27,7 +27,7 @@ loss is optimised with SAM (Eq. 7-8). Prediction fuses the modalities' own outpu
 Deliberate differences from the official code (all switchable): the restart checkpoint is chosen on the
 validation split (``restart_select="test_official"`` gives the code's best-on-test); the moment matrix is
 decomposed with ``torch.linalg.eigh`` in float64 (same result as the code's ``torch.svd`` for a symmetric PSD
-matrix); a degenerate spectrum (all eigenvalues equal) gives ``T = I`` instead of a division by zero; a tensor
+matrix; scipy's ``evr`` driver and an SVD take over where LAPACK fails to converge); a degenerate spectrum (all eigenvalues equal) gives ``T = I`` instead of a division by zero; a tensor
 whose gradient is exactly zero is not perturbed (the code would write NaN).
 """
 
@@ -59,13 +59,67 @@ DEGENERATE_RTOL = 1e-12
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _eigh_torch(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.linalg.eigh(m)
+
+
+def _eigh_scipy(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    import scipy.linalg
+
+    lam, vecs = scipy.linalg.eigh(m.cpu().numpy(), driver="evr")
+    return torch.from_numpy(lam).to(m), torch.from_numpy(vecs).to(m)
+
+
+def _eigh_svd(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # For a symmetric PSD matrix the SVD is an eigen-decomposition (U = V, singular values = eigenvalues); the
+    # official code decomposes with ``torch.svd`` for that reason.
+    u, s, _ = torch.linalg.svd(m)
+    return s.flip(0), u.flip(1)
+
+
+def _eigh_jitter(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = float(m.diagonal().abs().max()) or 1.0
+    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
+    lam, vecs = torch.linalg.eigh(m + EIGH_JITTER * scale * eye)
+    return lam - EIGH_JITTER * scale, vecs
+
+
+# Tried in order: LAPACK's syevd (torch) can fail to converge on rank-deficient moments (seen with MKL on AMD
+# EPYC for a 1152x1152 conv-layer moment with many zero rows); the others decompose the same matrices.
+EIGH_SOLVERS: tuple[tuple[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]], ...] = (
+    ("torch.linalg.eigh", _eigh_torch),
+    ("scipy.linalg.eigh(driver=evr)", _eigh_scipy),
+    ("torch.linalg.svd", _eigh_svd),
+    ("torch.linalg.eigh with diagonal jitter", _eigh_jitter),
+)
+EIGH_JITTER = 1e-12
+
+
+def symmetric_eigh(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (ascending) and eigenvectors of a symmetric PSD matrix, falling back through
+    :data:`EIGH_SOLVERS` when a LAPACK routine fails to converge; raises only if every solver fails."""
+    errors = []
+    for name, solve in EIGH_SOLVERS:
+        try:
+            lam, vecs = solve(m)
+        except (RuntimeError, ValueError, ArithmeticError) as exc:  # torch.linalg.LinAlgError, scipy LinAlgError
+            errors.append(f"{name}: {exc}")
+            continue
+        if torch.isfinite(lam).all() and torch.isfinite(vecs).all():
+            return lam, vecs
+        errors.append(f"{name}: non-finite result")
+    raise torch.linalg.LinAlgError(
+        f"every eigen-decomposition of the {tuple(m.shape)} moment matrix failed: " + "; ".join(errors)
+    )
+
+
 def flat_spectrum(moment: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eigen-decomposition of the symmetric PSD ``moment``: (T, eigenvalues descending, Sigma descending)."""
     if moment.dim() != 2 or moment.shape[0] != moment.shape[1]:
         raise ValueError(f"moment must be a square matrix, got shape {tuple(moment.shape)}")
     m = moment.detach().to(torch.float64)
     m = 0.5 * (m + m.T)
-    lam, vecs = torch.linalg.eigh(m)  # ascending
+    lam, vecs = symmetric_eigh(m)  # ascending
     lam = lam.clamp_min(0.0).flip(0)
     vecs = vecs.flip(1)
     lam_max, lam_min = lam[0], lam[-1]

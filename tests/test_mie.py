@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,6 +15,7 @@ from torch import nn
 from benchmark.config import ConfigError, build_config
 from benchmark.registry import METHODS
 from benchmark.trainer import build_run, fit
+from methods import mie
 from methods.mie import (
     entropy_weighted_fusion,
     flat_modification_matrix,
@@ -25,6 +28,7 @@ from methods.mie import (
 )
 from tests.conftest import CHANCE_AV_DIGITS, short_config, train_briefly
 
+FIXTURES = Path(__file__).parent / "fixtures"
 ABLATIONS = ("mie_no_sam", "mie_no_gm", "mie_plain", "mie_no_a_gm", "mie_no_v_gm")
 FAST = {"train.max_steps_per_epoch": 6}
 # Short learning runs: one audio stage then one visual stage; the audio pair tone is learned within ~12 steps at
@@ -296,3 +300,54 @@ def test_resume_round_trip_and_artifacts(tmp_path):
     assert [(g["stage"], g["epoch"]) for g in art["grad_cosine"]] == [(1, 2), (1, 3), (2, 4)]
     assert all(-1 <= g["cosine"] <= 1 and g["steps"] == FAST["train.max_steps_per_epoch"] for g in art["grad_cosine"])
     assert [t["source"] for t in art["t_build"]] == ["audio", "visual"]
+
+
+# -- robust decomposition (a LAPACK solver that fails to converge) -----------------------------------------
+
+
+def _degenerate_moment() -> torch.Tensor:
+    """The layer4.1.conv1 moment of ``gm_scope=0.3`` on av_digits (rank 2, 1067 of 1152 rows zero), stored as
+    its unfolded patches P (moment = P^T P): the shape of the matrix MKL's syevd failed on (issue #11)."""
+    patches = torch.from_numpy(np.load(FIXTURES / "mie_degenerate_moment.npz")["patches"])
+    return patches.T @ patches
+
+
+def _expected_t(moment: torch.Tensor, tau: float) -> torch.Tensor:
+    """Closed form for a PSD moment of rank r with a zero eigenvalue: ``T = I + sum_i (exp(-tau l_i / l_max) - 1)
+    v_i v_i^T`` over the non-zero eigenpairs, which come from the small r x r problem of the patches."""
+    patches = torch.from_numpy(np.load(FIXTURES / "mie_degenerate_moment.npz")["patches"])
+    _, s, vh = torch.linalg.svd(patches, full_matrices=False)
+    lam = s**2
+    sigma = torch.exp(-tau * lam / lam.max())
+    return torch.eye(moment.shape[0], dtype=torch.float64) + (vh.T * (sigma - 1)) @ vh
+
+
+def _failing_solver(m: torch.Tensor):
+    raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge (forced by the test)")
+
+
+@pytest.mark.parametrize("index", range(len(mie.EIGH_SOLVERS)))
+def test_every_fallback_solver_gives_the_same_T(monkeypatch, index):
+    moment = _degenerate_moment()
+    name, solver = mie.EIGH_SOLVERS[index]
+    # every solver before this one fails, as syevd did on an AMD EPYC machine
+    chain = tuple((f"failing {i}", _failing_solver) for i in range(index)) + ((name, solver),)
+    monkeypatch.setattr(mie, "EIGH_SOLVERS", chain)
+    t = flat_modification_matrix(moment, tau=1.3)
+    assert torch.allclose(t, _expected_t(moment, 1.3), atol=1e-9), name
+
+
+def test_decomposition_failure_without_fallback_is_reported(monkeypatch):
+    monkeypatch.setattr(mie, "EIGH_SOLVERS", (("torch.linalg.eigh", _failing_solver),))
+    with pytest.raises(torch.linalg.LinAlgError, match="1152, 1152.*failed to converge"):
+        flat_modification_matrix(_degenerate_moment(), tau=1.3)
+
+
+def test_stage_change_survives_a_failing_first_solver(monkeypatch):
+    # the MIE run itself: T is built at the stage change although the first solver raises
+    chain = (("torch.linalg.eigh", _failing_solver), *mie.EIGH_SOLVERS[1:])
+    monkeypatch.setattr(mie, "EIGH_SOLVERS", chain)
+    setup = build_run(short_config("mie", 2, **FAST, **{"method.gm_scope": 0.3}))
+    setup.method.on_epoch_start(0)
+    setup.method.on_epoch_start(1)
+    assert any(n.startswith("encoder.") for n in setup.method.T)

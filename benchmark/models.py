@@ -54,6 +54,19 @@ def build_encoders(
     return nn.ModuleDict({m: build_encoder(info, model_cfg, m) for m in (modalities or info.modalities)})
 
 
+def official_weight_init(module: nn.Module) -> None:
+    """OGM-GE's ``utils/utils.py:weight_init``, applied with ``model.apply`` by the OGM-GE lineage (OGM-GE, AGM,
+    PMR, MLA): Linear xavier-normal weight and zero bias; Conv2d Kaiming normal (fan-out, ReLU); BatchNorm2d 1/0."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_normal_(module.weight)
+        nn.init.constant_(module.bias, 0)
+    elif isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.constant_(module.weight, 1)
+        nn.init.constant_(module.bias, 0)
+
+
 class FusionModel(nn.Module):
     """Encoders + one fusion head (the joint-training model of OGM-GE and the methods built on it)."""
 

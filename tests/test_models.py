@@ -107,3 +107,34 @@ def test_missing_pretrained_clip_weights_name_the_file(tmp_path, monkeypatch):
     assert "ViT-B-32/openai" in msg and "Looked for" in msg and "ViT-B-32.pt" in msg
     with pytest.raises(PretrainedWeightsMissing, match="known tags"):
         create_clip(ModelConfig(clip_model="ViT-B-32", pretrained="no-such-tag"))
+
+
+def test_narrow_resnet_is_the_standard_topology_scaled_down():
+    # issue #12.7: a narrow trunk had timm's 64-channel stem and a projection shortcut in layer1.0
+    def shapes(width: int) -> dict[str, tuple[int, ...]]:
+        enc = BACKBONES.get("resnet18_audio")(ModelConfig(resnet_width=width), in_chans=1)
+        return {n: tuple(p.shape) for n, p in enc.named_parameters()}
+
+    wide, narrow = shapes(64), shapes(8)
+    assert set(narrow) == set(wide) and not any("layer1.0.downsample" in n for n in narrow)
+    for name, shape in wide.items():
+        scaled = tuple(s // 8 if i < 2 and s > 1 else s for i, s in enumerate(shape))
+        assert narrow[name] == scaled, name
+
+
+def test_official_weight_init_matches_ogm_ge_utils():
+    from benchmark.models import official_weight_init
+
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(torch.nn.Linear(512, 256), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 8, 3))
+    head[1].weight.data.fill_(3.0)
+    head.apply(official_weight_init)
+    lin, bn, conv = head
+    assert (
+        torch.count_nonzero(lin.bias) == 0
+        and torch.equal(bn.weight, torch.ones(4))
+        and torch.count_nonzero(bn.bias) == 0
+    )
+    # xavier normal: std sqrt(2 / (fan_in + fan_out)); Kaiming normal fan-out: std sqrt(2 / (8 * 3 * 3))
+    assert lin.weight.std().item() == pytest.approx((2 / (512 + 256)) ** 0.5, rel=0.02)
+    assert conv.weight.std().item() == pytest.approx((2 / 72) ** 0.5, rel=0.15)

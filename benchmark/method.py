@@ -134,6 +134,12 @@ class MethodContext:
             yield to_device(batch, self.device)
 
 
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is half precision (bf16/fp16 under autocast); float32 and float64 pass unchanged,
+    so a float64 run (the golden-step tests) keeps its precision where a plain ``.float()`` would drop it."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def build_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
     """SGD (momentum), Adam or AdamW from ``train.*``; ``params`` may be parameter groups."""
     lr = cfg.lr if lr is None else lr

@@ -19,6 +19,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -95,8 +96,14 @@ class RunSetup:
     ctx: MethodContext
 
 
-def build_run(config: RunConfig, store: ResultStore | None = None) -> RunSetup:
-    """Dataset, method, model and optimiser for ``config`` (seeded)."""
+def build_run(
+    config: RunConfig, store: ResultStore | None = None, on_model: Callable[[Method], None] | None = None
+) -> RunSetup:
+    """Dataset, method, model and optimiser for ``config`` (seeded).
+
+    ``on_model`` is called with the method once its model exists, before the optimisers are built: the golden
+    tests use it to load a released code's initial weights in float64.
+    """
     seed_everything(config.seed, config.train.deterministic)
     device = resolve_device(config.train.device)
     dataset = DATASETS.get(config.dataset)(config.data_cfg)
@@ -106,6 +113,8 @@ def build_run(config: RunConfig, store: ResultStore | None = None) -> RunSetup:
     ctx = MethodContext(config=config, info=info, device=device, splits=splits, run_dir=run_dir, store=store)
     method = METHODS.get(config.method)(config.method_cfg, ctx)
     method.model = method.build_model().to(device)
+    if on_model is not None:
+        on_model(method)
     method.optimizer, method.scheduler = method.configure_optimizers()
     method.setup()
     return RunSetup(config=config, dataset=dataset, method=method, ctx=ctx)
@@ -262,13 +271,14 @@ def fit(
     progress: bool | None = None,
     resume: bool = True,
     stop_after_epoch: int | None = None,
+    on_model: Callable[[Method], None] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one run; returns its result row. Raises on failure (NaN loss included).
 
     ``stop_after_epoch`` ends the process's work after that epoch without a result, as a pre-emption would
-    (the checkpoint stays); it exists for resume tests.
+    (the checkpoint stays); it exists for resume tests. ``on_model``: see :func:`build_run`.
     """
-    setup = build_run(config, store)
+    setup = build_run(config, store, on_model)
     method, ctx = setup.method, setup.ctx
     epochs = config.train.epochs
     history: list[dict[str, Any]] = []

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import EpochWindowConfig, Method
+from benchmark.method import EpochWindowConfig, Method, upcast
 from benchmark.registry import register_method
 
 
@@ -97,7 +97,7 @@ def shapley_logits(
 
 def shapley_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Batch-mean cross-entropy with the true-class probability clamped at 1e-8 (AGM's ``score_audio``)."""
-    probs = torch.softmax(logits.detach().float(), dim=1).gather(1, labels.view(-1, 1)).clamp_min(1e-8)
+    probs = torch.softmax(upcast(logits.detach()), dim=1).gather(1, labels.view(-1, 1)).clamp_min(1e-8)
     return float(-probs.log().mean())
 
 
@@ -241,7 +241,7 @@ class Agm(Method):
 
         self.optimizer.zero_grad(set_to_none=True)
         if paper:
-            loss = F.cross_entropy(full.float(), labels)
+            loss = F.cross_entropy(upcast(full), labels)
             loss.backward()
             for m in self.modalities:
                 for p in self.model.encoders[m].parameters():
@@ -249,7 +249,7 @@ class Agm(Method):
                         p.grad.mul_(self.scales[m])
         else:
             out = sum(_ScaleGrad.apply(phi[m], self.scales[m]) for m in self.modalities)
-            loss = F.cross_entropy(out.float(), labels)
+            loss = F.cross_entropy(upcast(out), labels)
             loss.backward()
         self._clip()
         self.optimizer.step()

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch, DatasetInfo
-from benchmark.method import Method, MethodConfig
+from benchmark.method import Method, MethodConfig, upcast
 from benchmark.models import ModelOutput, build_encoder
 from benchmark.registry import register_method
 
@@ -153,14 +153,14 @@ class Domfn(Method):
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
         y = batch["label"]
         out = self.forward(batch)
-        ce = {m: F.cross_entropy(s.float(), y, reduction="none") for m, s in out.unimodal_logits.items()}
+        ce = {m: F.cross_entropy(upcast(s), y, reduction="none") for m, s in out.unimodal_logits.items()}
         if self.epoch < self.cfg.pre_epochs:
             loss = torch.stack(list(ce.values())).sum(0).mean()
             joint = torch.zeros_like(y, dtype=torch.bool)
         else:
             pen = self.penalties(out)
             joint = joint_mask(pen, self.cfg.tau, self.cfg.gamma)
-            ce_f = F.cross_entropy(out.logits.float(), y, reduction="none")
+            ce_f = F.cross_entropy(upcast(out.logits), y, reduction="none")
             loss = domfn_loss(ce, ce_f, pen, joint, self.cfg.eta).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

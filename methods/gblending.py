@@ -37,7 +37,7 @@ from torch import nn
 
 from benchmark.data import Batch
 from benchmark.fusion import build_fusion
-from benchmark.method import Method, MethodConfig, build_optimizer
+from benchmark.method import Method, MethodConfig, build_optimizer, upcast
 from benchmark.models import ModelOutput, build_encoders
 from benchmark.registry import register_method
 
@@ -161,7 +161,7 @@ class GBlending(Method):
                             full = model(batch)
                             logits = {FUSED: full.logits, **full.unimodal_logits}
                     for k in heads:
-                        sums[(k, split)] += F.cross_entropy(logits[k].float(), y, reduction="sum").item()
+                        sums[(k, split)] += F.cross_entropy(upcast(logits[k]), y, reduction="sum").item()
                     counts[split] += len(y)
             for k in heads:
                 out[k] = (sums[(k, "train")] / counts["train"], sums[(k, "val")] / counts["val"])
@@ -187,7 +187,7 @@ class GBlending(Method):
             loader = self.ctx.loader("train", epoch=1_000_000 + 1000 * epoch + pass_)
             for batch in self.ctx.batches(loader, steps - done):
                 with self.autocast():
-                    loss = F.cross_entropy(probe.logits_of(batch, head).float(), batch["label"])
+                    loss = F.cross_entropy(upcast(probe.logits_of(batch, head)), batch["label"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -218,9 +218,9 @@ class GBlending(Method):
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
         out = self.forward(batch)
         y = batch["label"]
-        losses = {FUSED: F.cross_entropy(out.logits.float(), y)}
+        losses = {FUSED: F.cross_entropy(upcast(out.logits), y)}
         for m in self.modalities:
-            losses[m] = F.cross_entropy(out.unimodal_logits[m].float(), y)
+            losses[m] = F.cross_entropy(upcast(out.unimodal_logits[m]), y)
         loss = sum(self.weights[k] * losses[k] for k in self.heads)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

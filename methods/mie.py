@@ -27,8 +27,9 @@ loss is optimised with SAM (Eq. 7-8). Prediction fuses the modalities' own outpu
 Deliberate differences from the official code (all switchable): the restart checkpoint is chosen on the
 validation split (``restart_select="test_official"`` gives the code's best-on-test); the moment matrix is
 decomposed with ``torch.linalg.eigh`` in float64 (same result as the code's ``torch.svd`` for a symmetric PSD
-matrix; scipy's ``evr`` driver and an SVD take over where LAPACK fails to converge); a degenerate spectrum (all eigenvalues equal) gives ``T = I`` instead of a division by zero; a tensor
-whose gradient is exactly zero is not perturbed (the code would write NaN).
+matrix; scipy's ``evr`` driver and an SVD take over where LAPACK fails to converge); a degenerate spectrum
+(all eigenvalues equal) gives ``T = I`` instead of a division by zero; a tensor whose gradient is exactly zero
+is not perturbed (the code would write NaN).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler
+from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler, upcast
 from benchmark.metrics import classification_metrics
 from benchmark.models import ModelOutput, build_encoder
 from benchmark.registry import register_method
@@ -151,7 +152,7 @@ def input_moment(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
     mean is (L, d) and its L outer products are summed). Conv2d: the batch-mean input (1, C, H, W) is unfolded
     into (L, C*k*k) patches P and ``P^T P`` is returned (Adam-NSCL style, as the code's ``compute_cov``).
     """
-    x = inp.detach().float()
+    x = upcast(inp.detach())
     if isinstance(module, nn.Linear):
         xbar = x.mean(dim=0).reshape(-1, module.in_features)
     elif isinstance(module, nn.Conv2d):
@@ -225,7 +226,7 @@ def sam_gradients(
 
 def mean_softmax_fusion(logits: dict[str, torch.Tensor]) -> torch.Tensor:
     """Official fusion: the mean of the modalities' softmax, returned as its log (so softmax gives it back)."""
-    probs = torch.stack([torch.softmax(v.float(), dim=1) for v in logits.values()]).mean(0)
+    probs = torch.stack([torch.softmax(upcast(v), dim=1) for v in logits.values()]).mean(0)
     return probs.clamp_min(1e-12).log()
 
 
@@ -237,7 +238,7 @@ def entropy_weighted_fusion(logits: dict[str, torch.Tensor]) -> torch.Tensor:
     modalities); fused logits ``sum_m w_m(i) logits_m(i)``. MLA's code computes one entropy per test batch
     (softmax over the batch dimension); per-sample weights make predictions independent of batch composition.
     """
-    stacked = torch.stack([v.float() for v in logits.values()])  # (M, B, C)
+    stacked = torch.stack([upcast(v) for v in logits.values()])  # (M, B, C)
     logp = torch.log_softmax(stacked, dim=2)
     entropy = -(logp.exp() * logp).sum(dim=2)  # (M, B)
     weights = torch.softmax(-entropy, dim=0)

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig
+from benchmark.method import Method, MethodConfig, upcast
 from benchmark.models import ModelOutput, build_encoders
 from benchmark.registry import register_method
 
@@ -56,7 +56,7 @@ def entropy_fusion_weights(logits_list: Sequence[torch.Tensor], per_sample: bool
     dim = 1 if per_sample else 0
     ents = []
     for lg in logits_list:
-        logp = F.log_softmax(lg.float(), dim=dim)
+        logp = F.log_softmax(upcast(lg), dim=dim)
         h = -(logp.exp() * logp)
         ents.append(h.sum(dim=1) if per_sample else h.sum())
     h_all = torch.stack(ents)  # (M,) or (M, B)
@@ -67,7 +67,7 @@ def fuse_logits(logits_list: Sequence[torch.Tensor], weights: torch.Tensor) -> t
     """``sum_m w_m * logits_m`` with weights of shape (M,) or (M, B)."""
     out = torch.zeros_like(logits_list[0], dtype=torch.float32)
     for lg, w in zip(logits_list, weights):
-        out = out + (w.reshape(-1, 1) if w.dim() else w) * lg.float()
+        out = out + (w.reshape(-1, 1) if w.dim() else w) * upcast(lg)
     return out
 
 
@@ -191,7 +191,7 @@ class Mla(Method):
             loss.backward()
             if self.project and self.exp_count != 0:
                 alpha = projection_alpha(step, self.steps_per_epoch)
-                r = feats[m].detach().float().mean(0)
+                r = upcast(feats[m].detach()).mean(0)
                 self.projector = owm_update(self.projector, r, alpha, scalar=True)
                 head.weight.grad = head.weight.grad @ self.projector.t()
             self.optimizer.step()

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig
+from benchmark.method import Method, MethodConfig, upcast
 from benchmark.models import FusionModel
 from benchmark.registry import register_method
 
@@ -222,7 +222,7 @@ class MSam(Method):
             ctx = frozen_bn_stats(self.model) if perturbed else contextlib.nullcontext()
             with ctx:
                 out = self.forward(batch)
-            return F.cross_entropy(out.logits.float(), batch["label"])
+            return F.cross_entropy(upcast(out.logits), batch["label"])
 
         self.optimizer.zero_grad(set_to_none=True)
         loss, loss_perturbed = msam_gradients(params, closure, share, self.cfg.rho, perturb)

@@ -38,7 +38,7 @@ from torch import nn
 
 from benchmark.data import Batch
 from benchmark.fusion import SumFusion
-from benchmark.method import Method, MethodConfig
+from benchmark.method import Method, MethodConfig, upcast
 from benchmark.models import FusionModel
 from benchmark.registry import register_method
 
@@ -156,7 +156,7 @@ class Mses(Method):
 
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
         out = self.forward(batch)
-        loss = F.cross_entropy(out.logits.float(), batch["label"])
+        loss = F.cross_entropy(upcast(out.logits), batch["label"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for m in self.stopped:
@@ -180,7 +180,7 @@ class Mses(Method):
             for batch in self.ctx.batches(self.ctx.loader(self.cfg.monitor_split)):
                 out = self.predict(batch)
                 for m in self.modalities:
-                    sums[m] += F.cross_entropy(out.unimodal_logits[m].float(), batch["label"], reduction="sum").item()
+                    sums[m] += F.cross_entropy(upcast(out.unimodal_logits[m]), batch["label"], reduction="sum").item()
                 count += len(batch["label"])
         finally:
             self.model.train(was_training)

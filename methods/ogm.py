@@ -45,13 +45,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import EpochWindowConfig, Method
+from benchmark.method import EpochWindowConfig, Method, upcast
 from benchmark.registry import register_method
 
 
 def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """``sum_i softmax(logits)_i[y_i]``: the batch-summed probability of the true class (OGM's ``score``)."""
-    probs = torch.softmax(logits.detach().float(), dim=1)
+    probs = torch.softmax(upcast(logits.detach()), dim=1)
     return float(probs.gather(1, labels.view(-1, 1)).sum())
 
 

@@ -34,19 +34,19 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data import Batch
-from benchmark.method import EpochWindowConfig, Method
+from benchmark.method import EpochWindowConfig, Method, upcast
 from benchmark.registry import register_method
 
 
 def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
     """``-||x_i - c_k||_2`` for every sample i and class k: (B, D) x (C, D) -> (B, C)."""
-    diff = features.float().unsqueeze(1) - prototypes.float().unsqueeze(0)
+    diff = upcast(features).unsqueeze(1) - upcast(prototypes).unsqueeze(0)
     return -diff.pow(2).sum(-1).clamp_min(1e-12).sqrt()
 
 
 def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """``sum_i softmax(logits)_i[y_i]`` (batch sum)."""
-    return float(torch.softmax(logits.detach().float(), dim=1).gather(1, labels.view(-1, 1)).sum())
+    return float(torch.softmax(upcast(logits.detach()), dim=1).gather(1, labels.view(-1, 1)).sum())
 
 
 def imbalance_ratio(proto_logits_a: torch.Tensor, proto_logits_v: torch.Tensor, labels: torch.Tensor) -> float:
@@ -144,7 +144,7 @@ class Pmr(Method):
                 onehot = F.one_hot(batch["label"], n_classes).float()
                 counts += onehot.sum(0)
                 for m in self.modalities:
-                    s = onehot.t() @ out.features[m].float()
+                    s = onehot.t().to(upcast(out.features[m]).dtype) @ upcast(out.features[m])
                     sums[m] = s if sums[m] is None else sums[m] + s
         finally:
             self.model.train(was_training)
@@ -173,7 +173,7 @@ class Pmr(Method):
         labels = batch["label"]
         a, v = self.modalities
         out = self.forward(batch)
-        loss = F.cross_entropy(out.logits.float(), labels)
+        loss = F.cross_entropy(upcast(out.logits), labels)
         stats: dict[str, float] = {}
         if self.cfg.in_window(self.epoch):
             pa = prototype_logits(out.features[a], self.prototypes[a])

@@ -45,7 +45,7 @@ from torch import nn
 
 from benchmark.config import RunConfig, build_config
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig, build_optimizer
+from benchmark.method import Method, MethodConfig, build_optimizer, upcast
 from benchmark.models import ModelOutput, UnimodalModel, build_encoder, mlp_head
 from benchmark.registry import register_method
 
@@ -275,9 +275,9 @@ class ReconBoost(Method):
         m = self.stage_modality(stage)
         y = batch["label"]
         with torch.no_grad(), self.autocast():
-            others = {j: model.learner_logits(j, batch[j]).float() for j in model.members() if j != m}
+            others = {j: upcast(model.learner_logits(j, batch[j])) for j in model.members() if j != m}
         with self.autocast():
-            f_m = model.learner_logits(m, batch[m]).float()
+            f_m = upcast(model.learner_logits(m, batch[m]))
         if others:
             ens = model.boost_rate.detach() * torch.stack(list(others.values())).sum(0)
         else:  # empty ensemble: uniform q (official: a constant c0 for every class)
@@ -288,7 +288,7 @@ class ReconBoost(Method):
             prev = self.stage_modality(stage - 1)
             if prev not in others:
                 with torch.no_grad(), self.autocast():
-                    others[prev] = model.learner_logits(prev, batch[prev]).float()
+                    others[prev] = upcast(model.learner_logits(prev, batch[prev]))
             p_cur = F.softmax(f_m, dim=1)
             if self.cfg.variant == "official":
                 p_cur = p_cur.detach()
@@ -304,7 +304,7 @@ class ReconBoost(Method):
         model: ReconBoostModel = self.model  # type: ignore[assignment]
         with self.autocast():
             logits = model.boost_rate * torch.stack([model.learner_logits(m, batch[m]) for m in model.members()]).sum(0)
-            loss = F.cross_entropy(logits.float(), batch["label"])
+            loss = F.cross_entropy(upcast(logits), batch["label"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

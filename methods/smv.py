@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig
+from benchmark.method import Method, MethodConfig, upcast
 from benchmark.models import FusionModel
 from benchmark.registry import register_method
 
@@ -244,7 +244,7 @@ class Smv(Method):
                     drop = (solo >= 0) & (solo != k)
                     feats[m] = feats[m] * (~drop).to(feats[m].dtype).unsqueeze(1)
             out = self.model.head(feats)
-        loss = F.cross_entropy(out.logits.float(), batch["label"])
+        loss = F.cross_entropy(upcast(out.logits), batch["label"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

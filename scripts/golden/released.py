@@ -19,7 +19,7 @@ import importlib
 import subprocess
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +35,84 @@ from tests.golden.harness import float64, seed_all  # noqa: E402
 
 __all__ = [
     "GOLDEN_DIR",
+    "Float64Tensor",
     "exact32",
     "float64",
     "import_released",
     "map_keys",
+    "nn_with",
     "parse_args",
     "patched",
+    "recorded_backward",
     "released_commit",
+    "samples",
     "save_fixture",
     "scaled_nn",
     "seed_all",
 ]
 
 
+class Float64Tensor(torch.Tensor):
+    """Released loops call ``.float()`` on their inputs; this keeps them float64 (the golden runs' dtype)."""
+
+    def float(self, *args: Any, **kwargs: Any) -> torch.Tensor:  # noqa: A003
+        return self.as_subclass(torch.Tensor).double()
+
+
+def samples(n: int = 12, classes: int = 6) -> dict[str, torch.Tensor]:
+    """``n`` audio-visual samples (16x16 spectrograms, two 16x16 RGB frames), labels ``arange(n) % classes``.
+
+    Each modality carries a class-dependent offset, the visual one only in the second half, so that either
+    modality leads on some batches (both OGM branches, both PMR branches occur).
+    """
+    g = torch.Generator().manual_seed(1234)
+    label = torch.arange(n) % classes
+    audio = torch.randn(n, 16, 16, generator=g).double()
+    visual = torch.randn(n, 3, 2, 16, 16, generator=g).double()
+    audio += 0.3 * label.view(-1, 1, 1)
+    visual[n // 2 :] += 1.5 * label[n // 2 :].view(-1, 1, 1, 1, 1)
+    return {"audio": exact32(audio), "visual": exact32(visual), "label": label, "index": torch.arange(n)}
+
+
+def nn_with(**names: Any) -> types.SimpleNamespace:
+    """A stand-in for ``torch.nn`` with some names replaced (patch it over a released module's ``nn`` to record
+    what its layers see, e.g. ``nn_with(Softmax=RecordingSoftmax)``); every other name is torch's."""
+    ns = types.SimpleNamespace(**{n: getattr(nn, n) for n in dir(nn) if not n.startswith("__")})
+    for name, value in names.items():
+        setattr(ns, name, value)
+    return ns
+
+
+@contextlib.contextmanager
+def recorded_backward(values: list[float], before: Callable[[], None] | None = None) -> Iterator[None]:
+    """Append the value of every tensor ``.backward()`` is called on (the released loss of each step); ``before``
+    runs right before each backward pass (to read state such as gradient scales in force)."""
+    original = torch.Tensor.backward
+
+    def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        values.append(float(self.detach()))
+        if before is not None:
+            before()
+        return original(self, *args, **kwargs)
+
+    torch.Tensor.backward = backward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.backward = original  # type: ignore[method-assign]
+
+
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--released", required=True, help="checkout of the released repository (never committed here)")
     p.add_argument("--out", default=None, help="fixture path (default: tests/golden/<name>.npz)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--commit", default=None, help="the checkout's commit, for meta (default: `git rev-parse` in --released)"
+    )
+    args = p.parse_args(argv)
+    if args.commit is None:
+        args.commit = released_commit(args.released)
+    return args
 
 
 def released_commit(checkout: str | Path) -> str:

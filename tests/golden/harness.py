@@ -78,6 +78,17 @@ def float64() -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Golden runs are tiny: one intra-op thread is ~10x faster than several on a shared, loaded machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def seed_all(seed: int) -> None:
     """The generators call the same before the released code's first step."""
     random.seed(seed)
@@ -148,7 +159,7 @@ def run_from_fixture(
 
     from benchmark.trainer import fit
 
-    with float64():
+    with float64(), one_thread():
         row = fit(config, None, progress=False, on_model=on_model)
     return GoldenRun(holder["method"], row, steps)
 

@@ -43,6 +43,10 @@ class NonFiniteLossError(FloatingPointError):
     """A training step returned a NaN or infinite loss; the run is stopped and recorded as failed."""
 
 
+class NonFiniteOutputError(FloatingPointError):
+    """Evaluation produced NaN or infinite logits (diverged weights or BatchNorm statistics); the run fails."""
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -137,7 +141,15 @@ def evaluate(method: Method, split: str) -> dict[str, float]:
                 uni.setdefault(m, []).append(lg.float().cpu())
     finally:
         model.train(was_training)
-    return classification_metrics(torch.cat(logits), torch.cat(labels), {m: torch.cat(v) for m, v in uni.items()})
+    fused, per_modality = torch.cat(logits), {m: torch.cat(v) for m, v in uni.items()}
+    for name, values in {"fused": fused, **per_modality}.items():
+        if not torch.isfinite(values).all():
+            raise NonFiniteOutputError(
+                f"non-finite {name} logits on the {split} split ({int((~torch.isfinite(values)).sum())} values) "
+                "in evaluation mode: the weights or BatchNorm running statistics diverged although the training "
+                "loss stayed finite; lower train.lr or use a larger train.batch_size / data.image_size"
+            )
+    return classification_metrics(fused, torch.cat(labels), per_modality)
 
 
 def select_epochs(history: list[dict[str, Any]], metric: str) -> dict[str, int]:

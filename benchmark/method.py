@@ -48,6 +48,7 @@ from benchmark.models import FusionModel, ModelOutput
 
 if TYPE_CHECKING:
     from benchmark.results import ResultStore
+    from benchmark.suites import RunSpec
 
 
 @dataclass
@@ -203,6 +204,16 @@ class Method:
     def label(cls, cfg: Any) -> str:
         """Row label in tables."""
         return cls.name
+
+    @classmethod
+    def requires(cls, config: RunConfig, overrides: dict[str, Any]) -> list[RunSpec]:
+        """Runs this run reads (e.g. ReconBoost's unimodal learners), as specs built like any suite run.
+
+        ``overrides`` are the sweep's settings this run was built with (suite, then command line). The runner
+        plans, locks, schedules, shows and retries these runs like any other, finishing them before this run
+        starts (``config.requires`` holds them resolved); the method then only reads what they saved.
+        """
+        return []
 
     # -- construction ----------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:

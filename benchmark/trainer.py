@@ -298,7 +298,18 @@ def fit(
     start_epoch = 0
     ckpt = store.checkpoint_path(config.run_id) if (store is not None and config.train.checkpoint) else None
     if ckpt is not None and resume and ckpt.is_file():
-        start_epoch, history, step_times = load_checkpoint(ckpt, method)
+        try:
+            start_epoch, history, step_times = load_checkpoint(ckpt, method)
+        except Exception as exc:  # unreadable or foreign: set it aside and start over (same result, seeded)
+            os.replace(ckpt, ckpt.with_name(ckpt.name + ".corrupt"))
+            print(
+                f"warning: checkpoint {ckpt} cannot be resumed ({type(exc).__name__}: {exc}); moved to "
+                f"{ckpt.name}.corrupt, training {config.run_id} from the start",
+                file=sys.stderr,
+                flush=True,
+            )
+            setup = build_run(config, store, on_model)
+            method, ctx = setup.method, setup.ctx
     cuda = method.device.type == "cuda"
     bar = Progress(f"[{config.method}/{config.dataset}/s{config.seed}]", epochs, progress)
     wall_start = time.perf_counter()
@@ -356,6 +367,8 @@ def fit(
         "wall_time_s": wall,
         "mean_step_ms": 1000.0 * float(np.mean(step_times)) if step_times else None,
         "device": str(method.device) + (f" ({torch.cuda.get_device_name()})" if cuda else ""),
+        "config_id": config.config_id,
+        "torch_threads": torch.get_num_threads(),  # CPU results depend on it (see docs/cluster.md)
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
         "host": platform.node(),
@@ -383,6 +396,8 @@ def failed_row(config: RunConfig, error: BaseException) -> dict[str, Any]:
         "label": METHODS.get(config.method).label(config.method_cfg),
         **config.flat(),
         "error": f"{type(error).__name__}: {error}",
+        "config_id": config.config_id,
+        "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
         "host": platform.node(),

@@ -98,22 +98,33 @@ def test_official_mse_term_carries_no_gradient_paper_does():
 
 
 def test_unimodal_runs_initialise_learners(store):
+    """The unimodal runs are declared (requires), trained by the runner first; reconboost only loads them."""
+    from benchmark.runner import resolve, run_inline
+    from benchmark.suites import RunSpec
+
     over = {"train.max_steps_per_epoch": 2, "method.unimodal_epochs": 1, "train.checkpoint": False}
     cfg = short_config("reconboost", 1, **over)
+    assert [(d.method, d.method_cfg.modality, d.train.epochs, d.train.save_model) for d in cfg.requires] == [
+        ("unimodal", "audio", 1, True),
+        ("unimodal", "visual", 1, True),
+    ]
+    with pytest.raises(RuntimeError, match="needs the finished unimodal run"):
+        build_run(cfg, store)  # nothing trains them behind the runner's back
+    plan = resolve([RunSpec("reconboost", "av_digits", 0, {"train.epochs": 1, **over})])
+    assert [c.method for c in plan] == ["unimodal", "unimodal", "reconboost"]
+    assert run_inline(plan, store, progress=False)[-1]["status"] == "ok"
     setup = build_run(cfg, store)
     method = setup.method
     for m in ("audio", "visual"):
         ucfg = method.unimodal_config(m)
-        assert ucfg.method == "unimodal" and ucfg.method_cfg.modality == m and ucfg.train.epochs == 1
         assert store.status(ucfg.run_id) == "ok"  # the unimodal row is in the store
         state = torch.load(store.run_dir(ucfg.run_id) / "model.pt", weights_only=True)
         mine = method.model.learners[m].state_dict()
         assert set(state) == set(mine) and all(torch.equal(state[k], mine[k]) for k in state)
     assert method.model.members() == ["audio", "visual"]
-    # A second run finds the unimodal runs instead of training them again.
-    mtime = (store.run_dir(method.unimodal_config("audio").run_id) / "model.pt").stat().st_mtime_ns
-    build_run(cfg, store)
-    assert (store.run_dir(method.unimodal_config("audio").run_id) / "model.pt").stat().st_mtime_ns == mtime
+    (store.run_dir(method.unimodal_config("audio").run_id) / "model.pt").write_bytes(b"not a model")
+    with pytest.raises(RuntimeError, match="cannot read .*model.pt"):
+        build_run(cfg, store)
 
 
 def test_unimodal_init_without_store_is_an_error():

@@ -45,6 +45,7 @@ __all__ = [
     "save_fixture",
     "scaled_nn",
     "seed_all",
+    "stand_in",
     "stub_missing",
 ]
 
@@ -128,6 +129,22 @@ class _Stub(types.ModuleType):
         if name.startswith("__"):
             raise AttributeError(name)
         return type(name, (), {"__init__": lambda self, *a, **k: None})
+
+
+class _StandIn(types.ModuleType):
+    def __init__(self, base: types.ModuleType, overrides: dict[str, Any]) -> None:
+        super().__init__(base.__name__)
+        self._base = base
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+
+def stand_in(module: types.ModuleType, **overrides: Any) -> types.ModuleType:
+    """``module`` with some attributes replaced, to patch over a released module's global of that name (``with
+    patched(train, "torch", stand_in(torch, float32=torch.float64))``); every other attribute is the module's."""
+    return _StandIn(module, overrides)
 
 
 def stub_missing(*names: str) -> list[str]:

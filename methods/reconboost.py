@@ -9,7 +9,9 @@ modality (encoder + its own ``fc``), a shared head ``Linear(D, 256)-ReLU-Linear(
 2. phase 1, ``epochs_per_stage`` epochs, a fresh SGD over the learner's encoder and the shared head, loss
    (per sample, batch mean) ``L = (-w1 + w2 q_y) log p_y / C`` with ``p = softmax(f_m)`` and
    ``q = softmax(boost_rate * sum_{j != m} f_j)`` from the other ensemble members (no gradient, train mode), plus
-   for t >= 1 ``alpha * MSE(softmax(f_m), softmax(f_prev))`` where ``prev`` is the previous stage's modality;
+   for t >= 1 ``alpha * MSE(softmax(f_m), softmax(f_prev))`` where ``prev`` is the previous stage's modality and
+   ``f_prev`` comes from a second train-mode forward of that learner, as released (its BatchNorm statistics are
+   updated twice per step);
 3. the learner joins (replaces its earlier self in) the ensemble;
 4. phase 2 (global rectification), ``correct_epoch`` epochs, a fresh SGD over every member's encoder, the shared
    head and ``boost_rate`` (not the members' own ``fc``), loss ``CE(boost_rate * sum_m f_m, y)``.
@@ -21,7 +23,8 @@ Learners start from the ``unimodal`` runs of the same dataset/model/data setting
 checkpoints, and both learners are ensemble members from the start) with ``init_from="unimodal_runs"``; they are
 declared by :meth:`ReconBoost.requires`, so the runner trains them (with the sweep's settings) before this run,
 and this run only reads their saved ``model.pt``. ``init_from="scratch"`` starts from random weights and an
-empty ensemble (the official code without ``--use_pretrain``).
+empty ensemble (the official code without ``--use_pretrain``): the first phase 1 sees the released constant
+``c0`` as a (B, 1) column, whose softmax gives ``q_y = 1`` (not a uniform 1/C).
 
 ``variant="official"``: the MSE term detaches both arguments, so it carries no gradient (alpha has no effect).
 ``variant="paper"``: our choice of the evident intent: the gradient flows through the current learner's
@@ -52,13 +55,16 @@ from benchmark.registry import register_method
 def boosting_loss(
     logits: torch.Tensor, others_logits: torch.Tensor, labels: torch.Tensor, w1: float, w2: float
 ) -> torch.Tensor:
-    """Batch mean of ``-w1 mean_c(T * log p) + w2 mean_c(T * q * log p)`` (official ``train.py``).
+    """Batch mean of ``-w1 mean_c(T * log p) + w2 mean_c(T * q * log p)`` (official ``train.py`` ~339).
 
     ``p = softmax(logits)`` (the current learner), ``q = softmax(others_logits)`` (the ensemble of the other
     learners, detached), T the one-hot labels; per sample this is ``(-w1 + w2 q_y) log p_y / C``.
+    ``others_logits`` of shape (B, 1) is the released empty ensemble (the constant ``c0`` as a (B, 1) column,
+    ``train.py`` ~236, ~332): its softmax is 1 and broadcasts over the classes, so ``q_y = 1``.
     """
+    q = F.softmax(others_logits.detach(), dim=1)
+    q_y = q[:, 0] if q.shape[1] == 1 else q.gather(1, labels.view(-1, 1)).squeeze(1)
     logp_y = F.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
-    q_y = F.softmax(others_logits.detach(), dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
     return ((-w1 + w2 * q_y) * logp_y / logits.shape[1]).mean()
 
 
@@ -292,19 +298,20 @@ class ReconBoost(Method):
             f_m = upcast(model.learner_logits(m, batch[m]))
         if others:
             ens = model.boost_rate.detach() * torch.stack(list(others.values())).sum(0)
-        else:  # empty ensemble: uniform q (official: a constant c0 for every class)
-            ens = torch.zeros_like(f_m)
+        else:  # empty ensemble (scratch, stage 0): the released constant c0 as a (B, 1) column, so q_y = 1
+            ens = f_m.new_zeros(f_m.shape[0], 1)
         loss = boosting_loss(f_m, ens, y, self.cfg.w1, self.cfg.w2)
         stats = {"boost_loss": float(loss.detach())}
         if stage >= 1:
             prev = self.stage_modality(stage - 1)
-            if prev not in others:
-                with torch.no_grad(), self.autocast():
-                    others[prev] = upcast(model.learner_logits(prev, batch[prev]))
+            # train.py ~348 runs the previous learner once more, in train mode, for the MSE term (its BatchNorm
+            # statistics see the batch twice per step, once here and once in the ensemble forward above).
+            with torch.no_grad(), self.autocast():
+                f_prev = upcast(model.learner_logits(prev, batch[prev]))
             p_cur = F.softmax(f_m, dim=1)
             if self.cfg.variant == "official":
                 p_cur = p_cur.detach()
-            ga = F.mse_loss(p_cur, F.softmax(others[prev], dim=1))
+            ga = F.mse_loss(p_cur, F.softmax(f_prev, dim=1))
             loss = loss + self.cfg.alpha * ga
             stats["ga_loss"] = float(ga.detach())
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,5 +1,6 @@
 """ReconBoost: the boosting loss against hand-computed values, the stage schedule, the detached (official)
-versus gradient-carrying (paper) MSE term, initialisation from the unimodal runs, and a short run that learns."""
+versus gradient-carrying (paper) MSE term, the released empty ensemble and second forward of the previous learner,
+initialisation from the unimodal runs, and a short run that learns. Whole released stages: test_golden_reconboost.py."""
 
 import math
 
@@ -95,6 +96,45 @@ def test_official_mse_term_carries_no_gradient_paper_does():
     assert all(n.startswith(("learners.visual.encoder.", "head.")) for n in base)
     assert all(torch.equal(base[n], official[n]) for n in base)
     assert any(not torch.allclose(base[n], paper[n]) for n in base)
+
+
+def test_empty_ensemble_is_the_released_constant_column():
+    # train.py ~332: from scratch the stage-0 ensemble is c0 as a (B, 1) column; softmax over one column is 1, so
+    # q_y = 1 and the loss is (-w1 + w2) log p_y / C (a uniform q over C classes would give (-w1 + w2 / C) ...).
+    logp_y = torch.log_softmax(F_M, 1).gather(1, Y.view(-1, 1)).squeeze(1)
+    for c0 in (torch.zeros(2, 1), torch.full((2, 1), 0.37)):
+        got = float(boosting_loss(F_M, c0, Y, 5.0, 1.0))
+        assert got == pytest.approx(float(((-5.0 + 1.0) * logp_y / 3).mean()))
+    method = build_run(short_config("reconboost", 2, **{"method.init_from": "scratch"})).method
+    method.on_epoch_start(0)
+    assert method.model.members() == []
+    method.model.train()
+    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False, batch_size=16))))
+    with torch.no_grad():
+        ce = float(
+            torch.nn.functional.cross_entropy(method.model.learner_logits("audio", batch["audio"]), batch["label"])
+        )
+    n = method.ctx.info.num_classes
+    assert method.training_step(batch, 0)["boost_loss"] == pytest.approx((5.0 - 1.0) * ce / n, rel=1e-5)
+
+
+def test_previous_learner_runs_twice_per_step_in_train_mode():
+    # train.py ~348: after the ensemble forward, the previous stage's learner runs again (train mode) for the MSE
+    # term, so its BatchNorm statistics are updated twice per phase-1 step.
+    method = build_run(short_config("reconboost", 4, **{"method.init_from": "scratch"})).method
+    for e in range(3):  # stage 0 phase 1, stage 0 phase 2, stage 1 phase 1 (visual; previous learner: audio)
+        method.on_epoch_start(e)
+    method.model.train()
+    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False, batch_size=16))))
+
+    def tracked(m):
+        bns = [b for b in method.model.learners[m].modules() if isinstance(b, torch.nn.BatchNorm2d)]
+        return [int(b.num_batches_tracked) for b in bns]
+
+    audio, visual = tracked("audio"), tracked("visual")
+    method.training_step(batch, 0)
+    assert tracked("audio") == [n + 2 for n in audio]
+    assert tracked("visual") == [n + 1 for n in visual]
 
 
 def test_unimodal_runs_initialise_learners(store):

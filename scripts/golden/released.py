@@ -49,6 +49,8 @@ __all__ = [
     "save_fixture",
     "scaled_nn",
     "seed_all",
+    "stand_in",
+    "stub_missing",
 ]
 
 
@@ -111,11 +113,14 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     )
     args = p.parse_args(argv)
     if args.commit is None:
-        args.commit = released_commit(args.released)
+        args.commit = released_commit(args.released, args.commit)
     return args
 
 
-def released_commit(checkout: str | Path) -> str:
+def released_commit(checkout: str | Path, given: str | None = None) -> str:
+    """``given`` if set (``--commit``), else the checkout's short HEAD, else ``"unknown"``."""
+    if given:
+        return given
     try:
         out = subprocess.run(
             ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
@@ -142,35 +147,74 @@ def import_released(checkout: str | Path, module: str, subdir: str = "") -> type
     return importlib.import_module(module)
 
 
-def _scale(c: int, k: int) -> int:
+def _scale(c: int, k: int, keep: tuple[int, ...] = ()) -> int:
     # ResNet widths (64 ... 512), concatenated features (1024) and hidden sizes that are multiples of 64 shrink by
-    # k; input channels (1, 2, 3) and class counts stay.
-    return c // k if c % 64 == 0 else c
+    # k; input channels (1, 2, 3), class counts and the sizes in ``keep`` stay.
+    return c // k if c % 64 == 0 and c not in keep else c
 
 
-def scaled_nn(k: int) -> types.SimpleNamespace:
+def scaled_nn(k: int, keep: tuple[int, ...] = ()) -> types.SimpleNamespace:
     """A stand-in for ``torch.nn`` whose Conv2d / BatchNorm2d / Linear divide multiples of 64 by ``k``.
 
     Patch it over a released module's ``nn`` while its model is built (``with patched(module, "nn",
     scaled_nn(8))``): the released ResNet18 then has the suite's ``model.resnet_width = 64 / k`` topology.
-    The layers are subclasses of torch's, so the released ``isinstance`` checks still hold.
+    The layers are subclasses of torch's, so the released ``isinstance`` checks still hold. Sizes in ``keep``
+    are left alone (a hidden layer the suite does not scale with the width, e.g. ReconBoost's 256).
     """
 
     class Conv2d(nn.Conv2d):
         def __init__(self, in_channels: int, out_channels: int, *args: Any, **kwargs: Any) -> None:
-            super().__init__(_scale(in_channels, k), _scale(out_channels, k), *args, **kwargs)
+            super().__init__(_scale(in_channels, k, keep), _scale(out_channels, k, keep), *args, **kwargs)
 
     class BatchNorm2d(nn.BatchNorm2d):
         def __init__(self, num_features: int, *args: Any, **kwargs: Any) -> None:
-            super().__init__(_scale(num_features, k), *args, **kwargs)
+            super().__init__(_scale(num_features, k, keep), *args, **kwargs)
 
     class Linear(nn.Linear):
         def __init__(self, in_features: int, out_features: int, *args: Any, **kwargs: Any) -> None:
-            super().__init__(_scale(in_features, k), _scale(out_features, k), *args, **kwargs)
+            super().__init__(_scale(in_features, k, keep), _scale(out_features, k, keep), *args, **kwargs)
 
     ns = types.SimpleNamespace(**{n: getattr(nn, n) for n in dir(nn) if not n.startswith("__")})
     ns.Conv2d, ns.BatchNorm2d, ns.Linear = Conv2d, BatchNorm2d, Linear
     return ns
+
+
+class _Stub(types.ModuleType):
+    """A module that is not installed and that the released code only imports: every attribute is a dummy."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return type(name, (), {"__init__": lambda self, *a, **k: None})
+
+
+class _StandIn(types.ModuleType):
+    def __init__(self, base: types.ModuleType, overrides: dict[str, Any]) -> None:
+        super().__init__(base.__name__)
+        self._base = base
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+
+def stand_in(module: types.ModuleType, **overrides: Any) -> types.ModuleType:
+    """``module`` with some attributes replaced, to patch over a released module's global of that name (``with
+    patched(train, "torch", stand_in(torch, float32=torch.float64))``); every other attribute is the module's."""
+    return _StandIn(module, overrides)
+
+
+def stub_missing(*names: str) -> list[str]:
+    """Install a :class:`_Stub` in ``sys.modules`` for each of ``names`` that cannot be imported (third-party
+    packages the released module imports at top level but the golden run never uses); returns the stubbed ones."""
+    stubbed = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            sys.modules[name] = _Stub(name)
+            stubbed.append(name)
+    return stubbed
 
 
 @contextlib.contextmanager

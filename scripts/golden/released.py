@@ -52,6 +52,7 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--released", required=True, help="checkout of the released repository (never committed here)")
     p.add_argument("--out", default=None, help="fixture path (default: tests/golden/<name>.npz)")
+    p.add_argument("--commit", default=None, help="the released commit, where the checkout is not a git work tree")
     return p.parse_args(argv)
 
 

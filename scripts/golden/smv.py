@@ -46,7 +46,7 @@ from released import (  # noqa: E402
     seed_all,
 )
 
-from tests.golden.harness import suite_initial_state  # noqa: E402
+from tests.golden.harness import one_thread, suite_initial_state  # noqa: E402
 
 WIDTH = 2  # suite model.resnet_width; the released ResNet18 is built at 64 / WIDTH
 CLASSES = 3
@@ -219,7 +219,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         _, init = suite_initial_state("smv", data, meta, SUITE_OVERRIDES, tmp)
-    with float64():
+    with float64(), one_thread():
         final, trace = released_run(args.released, init, data, meta)
     values = torch.cat([trace[k] for k in trace if k.startswith("phi_")])
     meta["phi_values"] = sorted({float(v) for v in values})

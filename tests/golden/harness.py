@@ -110,6 +110,18 @@ def float64() -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: a golden run's tensors are tiny, so thread start-up costs more than it saves (and
+    on a busy machine a two-thread BatchNorm of a few hundred numbers waits ~100x longer than one thread)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def seed_all(seed: int) -> None:
     """The generators call the same before the released code's first step."""
     random.seed(seed)
@@ -151,7 +163,7 @@ def run_from_fixture(
         "train.eval_batch_size": max(len(fx[f"{g}/label"]) for g in fx.groups() if g.startswith("data")),
         **fx.meta.get("suite_overrides", {}),
         **(overrides or {}),
-        "data.fixture": name,
+        "data.fixture": name if fx.path.parent == GOLDEN_DIR else str(fx.path),  # a fixture elsewhere: its path
     }
     config = build_config(method, "golden_av", int(fx.meta.get("seed", 0)), over)
     init = fx.group("init")
@@ -180,7 +192,7 @@ def run_from_fixture(
 
     from benchmark.trainer import fit
 
-    with float64():
+    with float64(), one_thread():
         row = fit(config, None, progress=False, on_model=on_model)
     return GoldenRun(holder["method"], row, steps)
 
@@ -231,6 +243,7 @@ __all__ = [
     "assert_close",
     "float64",
     "max_rel_diff",
+    "one_thread",
     "run_from_fixture",
     "seed_all",
     "suite_initial_state",

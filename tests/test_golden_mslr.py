@@ -1,6 +1,6 @@
 """Golden steps: ``mslr`` against the AGM authors' MSLR (``run/CREMAD_main.py``; scripts/golden/mslr_mses.py).
 
-Eight epochs of three SGD steps (float64, identical weights and batches) through the released ``CREMAD_main``:
+Eight epochs of one SGD step (float64, identical weights and batches) through the released ``CREMAD_main``:
 the accuracy memory fills in epochs 1-5, the ratio computed after epoch 6 scales epoch 7's gradients, and AGM's
 window (``modulation_ends=7``, epochs counted from 1) leaves epoch 8 unscaled. The audio accuracy that AGM's
 ``test()`` returns is the visual one (``CREMAD_main.py:402-404``), so both ratios are equal: ``accuracy=official``.

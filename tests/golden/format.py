@@ -89,10 +89,13 @@ class Fixture:
             index = json.loads(str(npz["index"]))
             for group, entries in index.items():
                 offsets = dict.fromkeys(KINDS, 0)
+                packed: dict[str, np.ndarray] = {}  # each member decompressed once, not once per entry
                 out: dict[str, torch.Tensor] = {}
                 for name, kind, shape in entries:
                     n = int(np.prod(shape)) if shape else 1
-                    flat = npz[f"{group}.{kind}"][offsets[kind] : offsets[kind] + n]
+                    if kind not in packed:
+                        packed[kind] = npz[f"{group}.{kind}"]
+                    flat = packed[kind][offsets[kind] : offsets[kind] + n]
                     offsets[kind] += n
                     t = torch.from_numpy(flat.reshape(shape).copy())
                     out[name] = t.double() if kind == "f32" else t

@@ -1,7 +1,7 @@
 """Golden steps: ``mmpareto`` against the released ``code/MMPareto.py:train_epoch`` (scripts/golden/mmpareto.py).
 
-Six SGD steps over two epochs (the released scheduler is never stepped), float64, from identical weights and
-samples: every parameter and BatchNorm buffer, the per-step losses and the Pareto weights of both encoders, which
+Eight SGD steps, one batch of 12 per epoch (the released scheduler is never stepped), float64, from identical weights
+and samples: every parameter and BatchNorm buffer, the per-step losses and the Pareto weights of both encoders, which
 span the conflicting (min-norm) and the agreeing (1/2, 1/2) branch.
 """
 

@@ -79,7 +79,8 @@ def test_non_finite_evaluation_names_the_split_instead_of_a_metric_crash():
     # evaluation must stop with our message, not scikit-learn's "Input contains NaN" from the MAP
     import torch
 
-    from benchmark.trainer import NonFiniteOutputError, fit
+    from benchmark.evaluation import NonFiniteOutputError
+    from benchmark.trainer import fit
 
     def poison_running_mean(method):
         bn = next(m for m in method.model.modules() if isinstance(m, torch.nn.BatchNorm2d))

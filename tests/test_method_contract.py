@@ -134,3 +134,10 @@ def test_resumed_run_equals_uninterrupted(name, tmp_path):
     assert keys and {k: resumed[k] for k in keys} == {k: whole[k] for k in keys}
     weights = [torch.load(s.run_dir(cfg.run_id) / "model.pt", weights_only=True) for s in (store, whole_store)]
     same(*weights, "final weights")
+
+
+def test_round_trip_check_catches_a_method_that_drops_its_state(tmp_path, monkeypatch):
+    """The comparison can fail: PMR that forgets its prototypes on load is caught."""
+    monkeypatch.setattr(METHODS.get("pmr"), "load_extra_state", lambda self, state: None)
+    with pytest.raises(AssertionError, match="extra_state"):
+        test_one_step_and_checkpoint_round_trip("pmr", tmp_path)

@@ -143,6 +143,17 @@ class MethodContext:
             yield to_device(batch, self.device)
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block; its train/eval mode is restored on exit, also on an exception."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def upcast(t: torch.Tensor) -> torch.Tensor:
     """``t`` in float32 if it is half precision (bf16/fp16 under autocast); float32 and float64 pass unchanged,
     so a float64 run (the golden-step tests) keeps its precision where a plain ``.float()`` would drop it."""

@@ -242,7 +242,8 @@ def run_one(
     until it finishes the run counts as to do and, if interrupted, resumes (forced again or not). Callers that
     may run concurrently go through :func:`execute`, which adds the run lock and the dependency check.
     """
-    from benchmark.trainer import failed_row, fit  # torch is imported only when something trains
+    from benchmark.result_row import failed_row  # torch is imported only when something trains
+    from benchmark.trainer import fit
 
     status = store.status(config.run_id)
     if not needs_run(status, force, retry_failed):

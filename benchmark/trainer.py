@@ -2,49 +2,38 @@
 
 Per epoch it trains through ``method.training_step``, steps the method's scheduler, evaluates validation and
 test (accuracy, MAP, macro-F1, per-modality accuracy), keeps the history, and saves a resumable checkpoint.
-The finished run's row carries the test metrics under three model-selection rules, each labelled:
-
-* ``[best_val]``  -- the epoch with the best validation ``train.select_metric`` (our default protocol);
-* ``[last]``      -- the final epoch;
-* ``[best_test]`` -- the epoch with the best test metric, the protocol of the official code of these papers.
+Its side jobs live beside it: :mod:`benchmark.evaluation` (metrics on a split), :mod:`benchmark.checkpoint`
+(save/resume), :mod:`benchmark.progress` (display) and :mod:`benchmark.result_row` (the row: model-selection
+rules and provenance).
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import platform
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from benchmark.checkpoint import load_checkpoint, save_checkpoint, save_state
 from benchmark.config import RunConfig
 from benchmark.data import SPLITS, MultimodalDataset
+from benchmark.evaluation import evaluate
 from benchmark.method import Method, MethodContext
-from benchmark.metrics import METRICS, classification_metrics
-from benchmark.models import backbone_name
+from benchmark.progress import Progress, epoch_line
 from benchmark.registry import DATASETS, METHODS
-from benchmark.results import ResultStore, atomic_write_bytes
-
-SELECTION_RULES = ("best_val", "last", "best_test")
+from benchmark.result_row import finished_row
+from benchmark.results import ResultStore
 
 
 class NonFiniteLossError(FloatingPointError):
     """A training step returned a NaN or infinite loss; the run is stopped and recorded as failed."""
-
-
-class NonFiniteOutputError(FloatingPointError):
-    """Evaluation produced NaN or infinite logits (diverged weights or BatchNorm statistics); the run fails."""
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -65,29 +54,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"train.device={name!r} but CUDA is not available; use --set train.device=cpu")
     return device
-
-
-@lru_cache(maxsize=1)
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-        )
-        commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-        ).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 @dataclass
@@ -122,158 +88,6 @@ def build_run(
     method.optimizer, method.scheduler = method.configure_optimizers()
     method.setup()
     return RunSetup(config=config, dataset=dataset, method=method, ctx=ctx)
-
-
-@torch.no_grad()
-def evaluate(method: Method, split: str) -> dict[str, float]:
-    """Metrics of ``method.predict`` on a whole split (model in eval mode)."""
-    model = method.model
-    was_training = model.training
-    model.eval()
-    logits, labels = [], []
-    uni: dict[str, list[torch.Tensor]] = {}
-    try:
-        for batch in method.ctx.batches(method.ctx.loader(split)):
-            out = method.predict(batch)
-            logits.append(out.logits.float().cpu())
-            labels.append(batch["label"].cpu())
-            for m, lg in out.unimodal_logits.items():
-                uni.setdefault(m, []).append(lg.float().cpu())
-    finally:
-        model.train(was_training)
-    fused, per_modality = torch.cat(logits), {m: torch.cat(v) for m, v in uni.items()}
-    for name, values in {"fused": fused, **per_modality}.items():
-        if not torch.isfinite(values).all():
-            raise NonFiniteOutputError(
-                f"non-finite {name} logits on the {split} split ({int((~torch.isfinite(values)).sum())} values) "
-                "in evaluation mode: the weights or BatchNorm running statistics diverged although the training "
-                "loss stayed finite; lower train.lr or use a larger train.batch_size / data.image_size"
-            )
-    return classification_metrics(fused, torch.cat(labels), per_modality)
-
-
-def select_epochs(history: list[dict[str, Any]], metric: str) -> dict[str, int]:
-    """Index into ``history`` chosen by each selection rule (first epoch wins ties)."""
-
-    def best(split: str) -> int:
-        values = [h[split].get(metric, float("nan")) for h in history]
-        finite = [(v, -i) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
-        return -max(finite)[1] if finite else len(history) - 1
-
-    return {"best_val": best("val"), "last": len(history) - 1, "best_test": best("test")}
-
-
-def summarise(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """Flat result columns: ``test_<metric>[<rule>]``, ``val_<metric>[<rule>]`` and ``epoch[<rule>]``."""
-    out: dict[str, Any] = {}
-    for rule, idx in select_epochs(history, metric).items():
-        h = history[idx]
-        out[f"epoch[{rule}]"] = h["epoch"]
-        for name, value in h["test"].items():
-            out[f"test_{name}[{rule}]"] = value
-        out[f"val_{metric}[{rule}]"] = h["val"].get(metric)
-    return out
-
-
-class Progress:
-    """rich progress bars on a terminal; one plain line per epoch otherwise (cluster logs)."""
-
-    def __init__(self, title: str, epochs: int, enabled: bool | None = None) -> None:
-        self.title = title
-        self.epochs = epochs
-        self.rich = sys.stderr.isatty() if enabled is None else enabled
-        self._progress = None
-        if self.rich:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[status]}"),
-                transient=True,
-            )
-            self._progress.start()
-            self._epoch_task = self._progress.add_task(title, total=epochs, status="")
-            self._step_task = self._progress.add_task("  steps", total=None, status="")
-
-    def start_epoch(self, epoch: int, steps: int | None) -> None:
-        if self._progress:
-            self._progress.reset(self._step_task, total=steps, description=f"  epoch {epoch + 1}", status="")
-
-    def step(self, loss: float) -> None:
-        if self._progress:
-            self._progress.update(self._step_task, advance=1, status=f"loss {loss:.4f}")
-
-    def end_epoch(self, epoch: int, line: str) -> None:
-        if self._progress:
-            self._progress.update(self._epoch_task, completed=epoch + 1, status=line)
-            self._progress.console.print(f"{self.title} {line}", highlight=False)
-        else:
-            print(f"{self.title} {line}", flush=True)
-
-    def close(self) -> None:
-        if self._progress:
-            self._progress.stop()
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["random"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: Path, method: Method, epoch: int, history: list, step_times: list) -> None:
-    state = {
-        "epoch": epoch,
-        "run_id": method.ctx.config.run_id,
-        "model": method.model.state_dict(),
-        "optimizer": method.optimizer.state_dict() if method.optimizer is not None else None,
-        "scheduler": method.scheduler.state_dict() if method.scheduler is not None else None,
-        "method": method.extra_state(),
-        "history": history,
-        "step_times": step_times,
-        "rng": _rng_state(),
-    }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: Path, method: Method) -> tuple[int, list, list]:
-    """Restore a checkpoint into ``method``; returns (next epoch, history, step times)."""
-    state = torch.load(path, map_location=method.device, weights_only=False)
-    if state.get("run_id") != method.ctx.config.run_id:
-        raise RuntimeError(f"checkpoint {path} belongs to run {state.get('run_id')}, not this run")
-    method.model.load_state_dict(state["model"])
-    # The method's state first: a method that rebuilds its optimiser (per stage) does it here.
-    method.load_extra_state(state["method"])
-    if method.optimizer is not None and state["optimizer"] is not None:
-        method.optimizer.load_state_dict(state["optimizer"])
-    if method.scheduler is not None and state["scheduler"] is not None:
-        method.scheduler.load_state_dict(state["scheduler"])
-    _set_rng_state(state["rng"])
-    return state["epoch"] + 1, state["history"], state["step_times"]
-
-
-def _format_line(epoch: int, epochs: int, train: dict[str, float], metrics: dict[str, dict], secs: float) -> str:
-    val, test = metrics["val"], metrics["test"]
-    uni = " ".join(f"{k[4:]} {v:.3f}" for k, v in test.items() if k.startswith("acc_"))
-    return (
-        f"epoch {epoch + 1}/{epochs} loss {train.get('loss', float('nan')):.4f} "
-        f"val acc {val['acc']:.4f} test acc {test['acc']:.4f} map {test['map']:.4f} "
-        f"f1 {test['macro_f1']:.4f}" + (f" | {uni}" if uni else "") + f" ({secs:.1f}s)"
-    )
 
 
 def fit(
@@ -348,7 +162,7 @@ def fit(
             train_stats = {k: v / max(count, 1) for k, v in sums.items()}
             lr = method.optimizer.param_groups[0]["lr"] if method.optimizer is not None else None
             history.append({"epoch": epoch + 1, "train": train_stats, "lr": lr, **metrics})
-            bar.end_epoch(epoch, _format_line(epoch, epochs, train_stats, metrics, time.perf_counter() - t_epoch))
+            bar.end_epoch(epoch, epoch_line(epoch, epochs, train_stats, metrics, time.perf_counter() - t_epoch))
             if ckpt is not None:
                 save_checkpoint(ckpt, method, epoch, history, step_times)
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
@@ -356,49 +170,10 @@ def fit(
     finally:
         bar.close()
     wall = time.perf_counter() - wall_start
-    row: dict[str, Any] = {
-        "run_id": config.run_id,
-        "status": "ok",
-        "label": METHODS.get(config.method).label(config.method_cfg),
-        **config.flat(),
-        **summarise(history, config.train.select_metric),
-        "select_metric": config.train.select_metric,
-        "epochs_run": len(history),
-        "wall_time_s": wall,
-        "mean_step_ms": 1000.0 * float(np.mean(step_times)) if step_times else None,
-        "device": str(method.device) + (f" ({torch.cuda.get_device_name()})" if cuda else ""),
-        "config_id": config.config_id,
-        "torch_threads": torch.get_num_threads(),  # CPU results depend on it (see docs/cluster.md)
-        "torch_version": torch.__version__,
-        "git_commit": git_commit(),
-        "host": platform.node(),
-        "error": "",
-    }
+    device = str(method.device) + (f" ({torch.cuda.get_device_name()})" if cuda else "")
+    row = finished_row(config, setup.dataset.info, history, step_times, wall, device)
     if store is not None:
         store.write_history(config.run_id, {"history": history, "artifacts": method.artifacts()})
         if config.train.save_model:
-            buf = io.BytesIO()
-            torch.save(method.model.state_dict(), buf)
-            atomic_write_bytes(store.run_dir(config.run_id) / "model.pt", buf.getvalue())
-    info = setup.dataset.info
-    row["paper_metric"] = info.paper_metric
-    for m in info.modalities:  # the encoder actually used (model.backbones or the dataset default)
-        row[f"backbone.{m}"] = backbone_name(info, config.model, m)
-    assert all(f"test_{m}[best_val]" in row for m in METRICS)
+            save_state(store.run_dir(config.run_id) / "model.pt", method.model.state_dict())
     return row
-
-
-def failed_row(config: RunConfig, error: BaseException) -> dict[str, Any]:
-    """The row recorded for a run that raised (NaN loss, crash): its error is kept for ``--retry-failed``."""
-    return {
-        "run_id": config.run_id,
-        "status": "failed",
-        "label": METHODS.get(config.method).label(config.method_cfg),
-        **config.flat(),
-        "error": f"{type(error).__name__}: {error}",
-        "config_id": config.config_id,
-        "torch_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-        "git_commit": git_commit(),
-        "host": platform.node(),
-    }

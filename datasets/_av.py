@@ -12,32 +12,18 @@ The default (``data.frame_sampling="official"``) feeds what IGM's ``CREMA.py`` /
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from benchmark.config import NOT_IDENTITY
-from benchmark.data import DatasetConfig, DatasetInfo, DatasetNotFoundError, MultimodalDataset
-from datasets._common import (
-    CachedSplit,
-    FieldSpec,
-    PackedCache,
-    Sample,
-    check_root,
-    default_cache_dir,
-    frames_to_tensor,
-    load_audio,
-    load_image,
-    log_stft,
-    read_video,
-    segment_indices,
-    tile_to,
-    video_frame_size,
-    write_packed,
-)
+from benchmark.data import DatasetInfo, DatasetNotFoundError
+from datasets._audio import load_audio, log_stft, tile_to
+from datasets._packed import FieldSpec, PackedConfig, PackedDataset, Sample, check_root, default_cache_dir, write_packed
+from datasets._transforms import frames_to_tensor, load_image, segment_indices
+from datasets._video import read_video, video_frame_size
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
@@ -60,10 +46,7 @@ AV_TRAIN_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass
-class AVConfig(DatasetConfig):
-    # The raw release (only read by ``prepare``) and the packed cache that training reads.
-    root: str = field(default="", metadata=NOT_IDENTITY)
-    cache: str = field(default="", metadata=NOT_IDENTITY)
+class AVConfig(PackedConfig):
     # Frames per clip fed to the visual encoder.
     frames: int = 1
     # "official": the first ``frames`` entries of the frame folder's os.listdir, train and test (CREMA.py 84-90,
@@ -73,7 +56,7 @@ class AVConfig(DatasetConfig):
     image_size: int = 224
 
 
-class AVDataset(MultimodalDataset):
+class AVDataset(PackedDataset):
     """Base of the packed audio-visual datasets; subclasses fill in the class attributes and ``raw_samples``."""
 
     Config: ClassVar[type] = AVConfig
@@ -88,7 +71,6 @@ class AVDataset(MultimodalDataset):
     # clips whose frame folder has fewer entries are left out (0: none); KS.py keeps only folders with more
     # than 3 (``len(os.listdir(dir)) > 3``); ``--option min_frames=N`` overrides it
     min_frames: ClassVar[int] = 0
-    download_hint: ClassVar[str] = ""
 
     # -- raw release ------------------------------------------------------------------------------------
     @classmethod
@@ -256,18 +238,6 @@ class AVDataset(MultimodalDataset):
             backbone_args={"audio": {"in_chans": 1}, "visual": {"in_chans": 3}},
         )
 
-    def cache_dir(self) -> Path:
-        return Path(os.path.expanduser(self.cfg.cache)) if self.cfg.cache else default_cache_dir(self.name)
-
-    def _cache(self) -> PackedCache:
-        if getattr(self, "_packed", None) is None:
-            where = self.cache_dir()
-            hint = f"Prepare it once: python -m datasets prepare {self.name} --root RAW --out {where}."
-            if not self.cfg.root and not where.exists():
-                hint = f"{self.download_hint} {hint}"
-            self._packed = PackedCache(where, self.name, hint)
-        return self._packed
-
     def make_item(self, row: int, train: bool) -> dict[str, torch.Tensor]:
         cache = self._cache()
         audio = torch.from_numpy(np.asarray(cache.array("audio")[row], dtype=np.float32)).unsqueeze(0)
@@ -282,9 +252,6 @@ class AVDataset(MultimodalDataset):
         size = cache.array("frame_size")[row] if "frame_size" in cache.fields else None  # older caches: none
         visual = frames_to_tensor(stored[picks], self.cfg.image_size, train, source_size=size)
         return {"audio": audio, "visual": visual}
-
-    def split(self, name: str) -> CachedSplit:
-        return CachedSplit(self._cache(), name, self.make_item)
 
     def raw_split(self, name: str) -> RawSplit:
         """The same samples decoded from the raw release on every access (for the loader benchmark)."""

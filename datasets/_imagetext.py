@@ -28,29 +28,17 @@ import csv
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from benchmark.config import NOT_IDENTITY
-from benchmark.data import DatasetConfig, DatasetInfo, DatasetNotFoundError, MultimodalDataset
-from datasets._common import (
-    CachedSplit,
-    FieldSpec,
-    PackedCache,
-    Sample,
-    check_root,
-    default_cache_dir,
-    load_image,
-    normalize,
-    random_resized_crop_box,
-    resized_crop,
-    write_packed,
-)
+from benchmark.data import DatasetInfo, DatasetNotFoundError
+from datasets._packed import FieldSpec, PackedConfig, PackedDataset, Sample, check_root, default_cache_dir, write_packed
 from datasets._randaugment import AlbefRandomAugment
+from datasets._transforms import load_image, normalize, random_resized_crop_box, resized_crop
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -132,9 +120,7 @@ def _bert_vocab_file(name: str) -> Path | None:
 
 
 @dataclass
-class ImageTextConfig(DatasetConfig):
-    root: str = field(default="", metadata=NOT_IDENTITY)
-    cache: str = field(default="", metadata=NOT_IDENTITY)
+class ImageTextConfig(PackedConfig):
     image_size: int = 224
     # "igm": IGM's training augmentation (crop, flip, ALBEF RandomAugment(2, 7) with its two quirks);
     # "igm_corrected": the same without the quirks (AutoContrast's wrapped offset, Sharpness's unclipped cast);
@@ -142,14 +128,13 @@ class ImageTextConfig(DatasetConfig):
     augment: Literal["igm", "igm_corrected", "none"] = "igm"
 
 
-class ImageTextDataset(MultimodalDataset):
+class ImageTextDataset(PackedDataset):
     """Base of the packed image-text datasets; subclasses name their files, classes and text cleaning."""
 
     Config: ClassVar[type] = ImageTextConfig
     classes: ClassVar[tuple[str, ...]] = ()
     text_cleaning: ClassVar[str] = "caption"  # see clean_text
     store_size: ClassVar[int] = 224
-    download_hint: ClassVar[str] = ""
     annotation_dirs: ClassVar[tuple[str, ...]] = ("annotations", ".")
     image_dirs: ClassVar[tuple[str, ...]] = ("images",)
 
@@ -298,13 +283,6 @@ class ImageTextDataset(MultimodalDataset):
             backbone_args={"text": {}, "image": {"in_chans": 3}},
         )
 
-    def _cache(self) -> PackedCache:
-        if getattr(self, "_packed", None) is None:
-            where = Path(os.path.expanduser(self.cfg.cache)) if self.cfg.cache else default_cache_dir(self.name)
-            hint = f"Prepare it once: python -m datasets prepare {self.name} --root RAW --out {where}."
-            self._packed = PackedCache(where, self.name, hint)
-        return self._packed
-
     def augmented(
         self,
         img: np.ndarray,
@@ -352,6 +330,3 @@ class ImageTextDataset(MultimodalDataset):
         text = torch.from_numpy(np.asarray(cache.array("text")[row], dtype=np.int64))
         size = cache.array("image_size")[row] if "image_size" in cache.fields else None  # older caches: none
         return {"text": text, "image": self.image_tensor(np.asarray(cache.array("image")[row]), train, size)}
-
-    def split(self, name: str) -> CachedSplit:
-        return CachedSplit(self._cache(), name, self.make_item)

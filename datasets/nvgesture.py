@@ -33,8 +33,7 @@ flow 80x256x256x2 21 MB: ~64 GB in all); ``--option store_size=128`` divides it 
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,21 +41,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import NOT_IDENTITY
-from benchmark.data import DatasetConfig, DatasetInfo, DatasetNotFoundError, MultimodalDataset
+from benchmark.data import DatasetInfo, DatasetNotFoundError
 from benchmark.registry import register_dataset
-from datasets._common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+from datasets._packed import (
     CachedSplit,
     FieldSpec,
-    PackedCache,
+    PackedConfig,
+    PackedDataset,
     Sample,
     check_root,
     default_cache_dir,
-    read_video,
     write_packed,
 )
+from datasets._transforms import IMAGENET_MEAN, IMAGENET_STD
+from datasets._video import read_video
 
 LIST_NAMES = ("nvgesture_{}_correct_v2.lst", "nvgesture_{}_correct_cvpr2016_v2.lst")  # IGM's, the release's
 FLOW_DIRS = ("Video_data/flow_data", "flow_data")
@@ -72,9 +70,7 @@ HINT = (
 
 
 @dataclass
-class NVGestureConfig(DatasetConfig):
-    root: str = field(default="", metadata=NOT_IDENTITY)
-    cache: str = field(default="", metadata=NOT_IDENTITY)
+class NVGestureConfig(PackedConfig):
     clip_frames: int = 64  # consecutive frames per training clip (test: the whole window)
     crop: int = 224
     # "bgr": OpenCV's order, as IGM feeds its ImageNet (RGB) I3D; "rgb": the order the pretrained I3D expects
@@ -130,10 +126,11 @@ def flow_frames_first(flow: np.ndarray, layout: str = "auto") -> np.ndarray:
 
 
 @register_dataset
-class NVGesture(MultimodalDataset):
+class NVGesture(PackedDataset):
     """NVGesture: RGB, depth and optical-flow clips of 25 hand gestures (I3D per modality)."""
 
     name = "nvgesture"
+    download_hint = HINT
     Config = NVGestureConfig
     classes = tuple(f"gesture_{i + 1:02d}" for i in range(25))
     # IGM configs (mie_igm.md 7): SGD 1e-2, momentum 0.9, wd 1e-4, StepLR(40, 0.1), batch 6 (test batch 1).
@@ -197,7 +194,7 @@ class NVGesture(MultimodalDataset):
         ``window`` frames). Flow keeps its own size when ``store_size`` is IGM's 256, else it is resized to
         store_size^2; all its frames are kept (``count`` in the manifest).
         """
-        raw = check_root(cls.name, root, HINT)
+        raw = check_root(cls.name, root, cls.download_hint)
         size, win = int(store_size), int(window)
         if window_fill not in ("zeros", "resample"):
             raise ValueError(f"window_fill={window_fill!r}; expected zeros or resample")
@@ -256,13 +253,6 @@ class NVGesture(MultimodalDataset):
             backbone_args={"rgb": {"in_chans": 3}, "depth": {"in_chans": 1}, "flow": {"in_chans": 2}},
         )
 
-    def _cache(self) -> PackedCache:
-        if getattr(self, "_packed", None) is None:
-            where = Path(os.path.expanduser(self.cfg.cache)) if self.cfg.cache else default_cache_dir(self.name)
-            hint = f"Prepare it once: python -m datasets prepare nvgesture --root RAW --out {where}."
-            self._packed = PackedCache(where, self.name, hint)
-        return self._packed
-
     def clip_params(self, train: bool) -> tuple[int, int, int]:
         """(first frame, crop top, crop left): random for training (torch's generator), the centre otherwise."""
         cache = self._cache()
@@ -300,7 +290,7 @@ class NVGesture(MultimodalDataset):
         return self.item_at(row, train, *self.clip_params(train))
 
     def split(self, name: str) -> CachedSplit:
-        out = CachedSplit(self._cache(), name, self.make_item)
+        out = super().split(name)
         if out.train and self.cfg.flow_frames == "all":
             lengths = sorted({int(self._cache().counts[r]) for r in out.rows})
             if len(lengths) > 1:

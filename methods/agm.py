@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import EpochWindowConfig, Method, upcast
+from benchmark.method import EpochWindowConfig, Method, eval_mode, upcast
 from benchmark.models import apply_official_init
 from benchmark.registry import register_method
 
@@ -206,9 +206,7 @@ class Agm(Method):
     def coalition_outputs(self, batch: Batch, feats: dict[str, torch.Tensor], full: torch.Tensor, with_empty: bool):
         """Fused logits of every coalition of modalities, the others' inputs zeroed, BN in eval mode."""
         model = self.model
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             real = {m: model.encoders[m](batch[m]) for m in self.modalities}
             zero = {m: model.encoders[m](torch.zeros_like(batch[m][:1])).expand_as(feats[m]) for m in self.modalities}
             outputs = {frozenset(self.modalities): full}
@@ -216,8 +214,6 @@ class Agm(Method):
                 for kept in itertools.combinations(self.modalities, size):
                     mixed = {m: (real[m] if m in kept else zero[m]) for m in self.modalities}
                     outputs[frozenset(kept)] = model.fusion(mixed)
-        finally:
-            model.train(was_training)
         return outputs
 
     def _clip(self) -> None:

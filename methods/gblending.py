@@ -37,7 +37,7 @@ from torch import nn
 
 from benchmark.data import Batch
 from benchmark.fusion import build_fusion
-from benchmark.method import Method, MethodConfig, build_optimizer, upcast
+from benchmark.method import Method, MethodConfig, build_optimizer, eval_mode, upcast
 from benchmark.models import ModelOutput, build_encoders
 from benchmark.registry import register_method
 
@@ -144,10 +144,8 @@ class GBlending(Method):
     @torch.no_grad()
     def _losses(self, model: GBlendModel, heads: tuple[str, ...]) -> dict[str, tuple[float, float]]:
         """(train loss, held-out loss) of each head, model in eval mode."""
-        was_training = model.training
-        model.eval()
         out = {}
-        try:
+        with eval_mode(model):
             sums = {(k, s): 0.0 for k in heads for s in ("train", "val")}
             counts = {"train": 0, "val": 0}
             for split, limit in (("train", self.cfg.loss_batches), ("val", 0)):
@@ -165,8 +163,6 @@ class GBlending(Method):
                     counts[split] += len(y)
             for k in heads:
                 out[k] = (sums[(k, "train")] / counts["train"], sums[(k, "val")] / counts["val"])
-        finally:
-            model.train(was_training)
         return out
 
     def _probe(self, head: str, epoch: int) -> dict[str, tuple[float, float]]:

@@ -48,8 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler, upcast
-from benchmark.metrics import classification_metrics
+from benchmark.evaluation import evaluate
+from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler, eval_mode, upcast
 from benchmark.models import ModelOutput, build_encoder
 from benchmark.registry import register_method
 
@@ -643,17 +643,15 @@ class Mie(Method):
                 moments[n] = add if n not in moments else moments[n] + add
 
             handles.append(mod.register_forward_pre_hook(hook))
-        was_training = self.model.training
-        self.model.eval()
         try:
-            loader = self.ctx.loader("train", shuffle=True, epoch=epoch, drop_last=True)
-            for batch in self.ctx.batches(loader, self.ctx.train.max_steps_per_epoch):
-                with self.autocast():
-                    self.model.branch(modality, batch[modality])
+            with eval_mode(self.model):
+                loader = self.ctx.loader("train", shuffle=True, epoch=epoch, drop_last=True)
+                for batch in self.ctx.batches(loader, self.ctx.train.max_steps_per_epoch):
+                    with self.autocast():
+                        self.model.branch(modality, batch[modality])
         finally:
             for h in handles:
                 h.remove()
-            self.model.train(was_training)
         return moments
 
     def build_T(self, source: str, current: str, epoch: int) -> None:
@@ -800,22 +798,10 @@ class Mie(Method):
     def predict(self, batch: Batch) -> ModelOutput:
         return self.forward(batch)
 
-    @torch.no_grad()
     def _evaluate(self) -> dict[str, float]:
-        """Accuracy of the untrained model (Table 3's "Initial" column) on val and test."""
-        was_training = self.model.training
-        self.model.eval()
-        out = {}
-        try:
-            for split in ("val", "test"):
-                logits, labels = [], []
-                for batch in self.ctx.batches(self.ctx.loader(split)):
-                    logits.append(self.forward(batch).logits.float().cpu())
-                    labels.append(batch["label"].cpu())
-                out[f"{split}_acc"] = classification_metrics(torch.cat(logits), torch.cat(labels))["acc"]
-        finally:
-            self.model.train(was_training)
-        return out
+        """Accuracy of the untrained model (Table 3's "Initial" column) on val and test, by the trainer's own
+        evaluation (``predict`` is ``forward`` here)."""
+        return {f"{split}_acc": evaluate(self, split)["acc"] for split in ("val", "test")}
 
     def on_evaluation_end(self, epoch: int, metrics: dict[str, dict[str, float]]) -> None:
         if self.restart != "none":

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig, upcast
+from benchmark.method import Method, MethodConfig, eval_mode, upcast
 from benchmark.models import FusionModel
 from benchmark.registry import register_method
 
@@ -194,18 +194,13 @@ class MSam(Method):
     @torch.no_grad()
     def batch_shares(self, batch: Batch) -> dict[str, float]:
         model = self.model
-        was_training = model.training
-        model.eval()
-        try:
-            with self.autocast():
-                present = {m: model.encoders[m](batch[m]) for m in self.modalities}
-                if self.cfg.mask == "input":
-                    absent = {m: model.encoders[m](torch.zeros_like(batch[m][:1])) for m in self.modalities}
-                else:
-                    absent = {m: torch.zeros_like(present[m][:1]) for m in self.modalities}
-                acc = subset_accuracies(model.fusion, present, absent, batch["label"])
-        finally:
-            model.train(was_training)
+        with eval_mode(model), self.autocast():
+            present = {m: model.encoders[m](batch[m]) for m in self.modalities}
+            if self.cfg.mask == "input":
+                absent = {m: model.encoders[m](torch.zeros_like(batch[m][:1])) for m in self.modalities}
+            else:
+                absent = {m: torch.zeros_like(present[m][:1]) for m in self.modalities}
+            acc = subset_accuracies(model.fusion, present, absent, batch["label"])
         return shapley_shares(shapley_values(acc, self.modalities))
 
     # -- training --------------------------------------------------------------------------------------

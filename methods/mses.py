@@ -42,7 +42,7 @@ from torch import nn
 
 from benchmark.data import Batch
 from benchmark.fusion import SumFusion
-from benchmark.method import Method, upcast
+from benchmark.method import Method, eval_mode, upcast
 from benchmark.models import FusionModel
 from benchmark.registry import register_method
 from methods.mslr import AgmWindowConfig
@@ -182,18 +182,14 @@ class Mses(Method):
     @torch.no_grad()
     def modality_losses(self) -> dict[str, float]:
         """Mean cross-entropy of each modality's head on the monitored split (eval mode)."""
-        was_training = self.model.training
-        self.model.eval()
         sums = dict.fromkeys(self.modalities, 0.0)
         count = 0
-        try:
+        with eval_mode(self.model):
             for batch in self.ctx.batches(self.ctx.loader(self.cfg.monitor_split)):
                 out = self.predict(batch)
                 for m in self.modalities:
                     sums[m] += F.cross_entropy(upcast(out.unimodal_logits[m]), batch["label"], reduction="sum").item()
                 count += len(batch["label"])
-        finally:
-            self.model.train(was_training)
         return {m: s / count for m, s in sums.items()}
 
     def on_epoch_end(self, epoch: int) -> None:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import EpochWindowConfig, Method, upcast
+from benchmark.method import EpochWindowConfig, Method, eval_mode, upcast
 from benchmark.models import apply_official_init
 from benchmark.registry import register_method
 
@@ -149,9 +149,7 @@ class Pmr(Method):
         n_batches = max(1, int(len(loader) * self.cfg.proto_fraction))
         sums = {m: None for m in self.modalities}
         counts = torch.zeros(n_classes, device=self.device)
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             for i, batch in enumerate(self.ctx.batches(loader)):
                 if i >= n_batches and bool((counts > 0).all()):
                     break
@@ -161,8 +159,6 @@ class Pmr(Method):
                 for m in self.modalities:
                     s = onehot.t().to(upcast(out.features[m]).dtype) @ upcast(out.features[m])
                     sums[m] = s if sums[m] is None else sums[m] + s
-        finally:
-            self.model.train(was_training)
         if not bool((counts > 0).all()):
             raise RuntimeError("pmr: some classes have no training sample; prototypes cannot be computed")
         return {m: sums[m] / counts[:, None] for m in self.modalities}

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig, upcast
+from benchmark.method import Method, MethodConfig, eval_mode, upcast
 from benchmark.models import FusionModel
 from benchmark.registry import register_method
 
@@ -177,13 +177,11 @@ class Smv(Method):
     def valuate(self, dataset: Dataset) -> dict[str, torch.Tensor]:
         """Per-sample Shapley value of each modality over ``dataset`` (model in eval mode, order kept)."""
         model = self.model
-        was_training = model.training
-        model.eval()
         subsets = [
             frozenset(c) for k in range(1, len(self.modalities) + 1) for c in itertools.combinations(self.modalities, k)
         ]
         correct: dict[frozenset[str], list[torch.Tensor]] = {s: [] for s in subsets}
-        try:
+        with eval_mode(model):
             for batch in self.ctx.batches(
                 self.ctx.loader("train", shuffle=False, dataset=dataset, batch_size=self.ctx.train.eval_batch_size)
             ):
@@ -193,8 +191,6 @@ class Smv(Method):
                         masked = {m: (f if m in s else torch.zeros_like(f)) for m, f in feats.items()}
                         pred = model.fusion(masked).argmax(1)
                         correct[s].append((pred == batch["label"]).cpu())
-        finally:
-            model.train(was_training)
         joined = {s: torch.cat(v) for s, v in correct.items()}
         return shapley_values(joined, self.modalities, self.cfg.full_value)
 

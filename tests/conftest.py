@@ -22,6 +22,20 @@ def short_config(method: str, epochs: int = 1, seed: int = 0, **overrides: Any) 
     )
 
 
+def first_batch(method: Any, split: str = "train", **loader_kwargs: Any) -> dict[str, Any]:
+    """The first batch of ``split`` (``ctx.loader`` keywords: shuffle, batch_size, ...) on the method's device."""
+    return next(iter(method.ctx.batches(method.ctx.loader(split, **loader_kwargs), 1)))
+
+
+def method_and_batch(method: str, epochs: int = 1, seed: int = 0, **overrides: Any) -> tuple[Any, dict[str, Any]]:
+    """The built run's method on av_digits (model, optimiser, ``setup`` done; seeded) and its first training
+    batch."""
+    from benchmark.trainer import build_run
+
+    built = build_run(short_config(method, epochs, seed, **overrides)).method
+    return built, first_batch(built)
+
+
 def train_briefly(method: str, epochs: int = 1, seed: int = 0, store: ResultStore | None = None, **overrides: Any):
     """Train ``method`` on av_digits for ``epochs`` and return the result row."""
     from benchmark.trainer import fit

@@ -8,9 +8,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from conftest import CHANCE_AV_DIGITS, method_and_batch, train_briefly
 
-from benchmark.trainer import build_run
 from methods.agm import (
     _ScaleGrad,
     coefficients_from_scores,
@@ -80,12 +79,6 @@ def test_scale_grad_is_identity_forward_scaled_backward():
     torch.testing.assert_close(x.grad, torch.tensor([3.0, 3.0]))
 
 
-def _setup(**overrides):
-    setup = build_run(short_config("agm", **overrides))
-    batch = next(iter(setup.ctx.batches(setup.ctx.loader("train"))))
-    return setup.method, batch
-
-
 def _grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -100,7 +93,7 @@ def _step_capturing_grads(method, batch):
 
 
 def test_paper_variant_scales_each_encoder_by_its_kappa():
-    method, batch = _setup(**{"method.variant": "paper"})
+    method, batch = method_and_batch("agm", **{"method.variant": "paper"})
     state = copy.deepcopy(method.model.state_dict())
     method.optimizer.zero_grad(set_to_none=True)
     F.cross_entropy(method.forward(batch).logits, batch["label"]).backward()
@@ -118,9 +111,9 @@ def test_paper_variant_scales_each_encoder_by_its_kappa():
 
 
 def test_official_variant_sends_gradient_through_the_padded_passes():
-    method, batch = _setup()
+    method, batch = method_and_batch("agm")
     got_official, s1 = _step_capturing_grads(method, batch)
-    method, batch = _setup(**{"method.variant": "paper"})
+    method, batch = method_and_batch("agm", **{"method.variant": "paper"})
     got_paper, s2 = _step_capturing_grads(method, batch)
     assert s1["loss"] == pytest.approx(s2["loss"], rel=1e-5)  # same fused logits, same loss
     name = "fusion.fc_out.weight"
@@ -128,7 +121,7 @@ def test_official_variant_sends_gradient_through_the_padded_passes():
 
 
 def test_padded_passes_leave_bn_statistics_alone():
-    method, batch = _setup()
+    method, batch = method_and_batch("agm")
     ref = copy.deepcopy(method.model)
     method.training_step(batch, 0)
     ref.train()
@@ -142,11 +135,11 @@ def test_padded_passes_leave_bn_statistics_alone():
 
 
 def test_state_round_trip_and_running_means():
-    method, batch = _setup()
+    method, batch = method_and_batch("agm")
     s = [method.training_step(batch, i) for i in range(2)]
     assert method.iteration == 2
     assert method.mean_scores["audio"] == pytest.approx((s[0]["score_audio"] + s[1]["score_audio"]) / 2)
-    other, _ = _setup()
+    other, _ = method_and_batch("agm")
     other.load_extra_state(copy.deepcopy(method.extra_state()))
     assert other.mean_scores == method.mean_scores and other.scales == method.scales and other.iteration == 2
 

@@ -10,10 +10,12 @@ import torch
 
 from benchmark.config import build_config
 from benchmark.data import DatasetNotFoundError
-from datasets import _common
-from datasets._common import log_stft
-from datasets._fixtures import make_crema_d, tone, tree_digest, write_wav16
+from benchmark.synthetic_release import make_crema_d, tone, write_wav16
+from datasets import _packed
+from datasets._audio import log_stft
+from datasets._transforms import frames_to_tensor
 from datasets.crema_d import CremaD
+from tests.fake_releases import tree_digest
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def test_prepare_resumes_after_interruption(tmp_path, prepared, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         CremaD.prepare(str(base / "raw"), str(tmp_path / "cache"), progress=False)
     status = np.load(tmp_path / "cache" / "status.npy")
-    assert (status == _common.DONE).sum() == 4
+    assert (status == _packed.DONE).sum() == 4
     monkeypatch.setattr(CremaD, "decode", classmethod(lambda cls, s, pad_mode="constant": real(s, pad_mode)))
     calls["n"] = 0
     summary = CremaD.prepare(str(base / "raw"), str(tmp_path / "cache"), progress=False)
@@ -96,7 +98,7 @@ def test_prepare_resumes_after_interruption(tmp_path, prepared, monkeypatch):
     np.testing.assert_array_equal(np.load(tmp_path / "cache" / "audio.npy"), np.load(base / "cache" / "audio.npy"))
     np.testing.assert_array_equal(np.load(tmp_path / "cache" / "frames.npy"), np.load(base / "cache" / "frames.npy"))
     # a different parameter set is refused rather than mixed into the same cache
-    with pytest.raises(_common.CacheMismatchError):
+    with pytest.raises(_packed.CacheMismatchError):
         CremaD.prepare(str(base / "raw"), str(tmp_path / "cache"), progress=False, pad_mode="reflect")
 
 
@@ -125,7 +127,7 @@ def test_official_frame_sampling_takes_first_listdir_frame(prepared):
     cache = ds._cache()
     row = int(ds.split("test").rows[0])
     first = cache.samples[row]["listdir"][0]
-    expected = _common.frames_to_tensor(cache.items("frames", row)[[first]], 224, False)
+    expected = frames_to_tensor(cache.items("frames", row)[[first]], 224, False)
     torch.testing.assert_close(ds.split("test")[0]["visual"], expected)
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from benchmark.config import build_config
-from datasets._fixtures import make_kinetics_sounds, tone, write_wav16
+from benchmark.synthetic_release import tone, write_wav16
 from datasets.kinetics_sounds import KineticsSounds
+from tests.fake_releases import make_kinetics_sounds
 
 
 def test_features_equal_igm_pipeline(tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from conftest import CHANCE_AV_DIGITS, first_batch, short_config, train_briefly
 
 from benchmark.models import ModelOutput
 from benchmark.trainer import build_run
@@ -55,7 +55,7 @@ def test_unimodal_step_leaves_the_fusion_head_and_its_adam_state_alone():
     # released: a unimodal step steps only the modality optimisers (engines/mosi_trainer.py:85-94); a zero
     # gradient would still move the head through Adam's weight decay (1e-3 here) and moment estimates
     method = build_run(short_config("domfn", **{"method.tau": 1e-12})).method  # every sample switches
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False), 1)))
+    batch = first_batch(method, "train", shuffle=False)
     head = {n: p.detach().clone() for n, p in method.model.fusion.named_parameters()}
     audio = method.model.heads["audio"].weight.detach().clone()
     stats = method.training_step(batch, 0)
@@ -67,7 +67,7 @@ def test_unimodal_step_leaves_the_fusion_head_and_its_adam_state_alone():
 
 def test_model_outputs_are_sigmoids():
     method = build_run(short_config("domfn")).method
-    batch = next(iter(method.ctx.batches(method.ctx.loader("val", shuffle=False, batch_size=8))))
+    batch = first_batch(method, "val", shuffle=False, batch_size=8)
     with torch.no_grad():
         out = method.model(batch)
     assert out.logits.shape == (8, 10)

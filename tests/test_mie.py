@@ -27,7 +27,7 @@ from methods.mie import (
     sam_gradients,
     stage_schedule,
 )
-from tests.conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from tests.conftest import CHANCE_AV_DIGITS, method_and_batch, short_config, train_briefly
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ABLATIONS = ("mie_no_sam", "mie_no_gm", "mie_plain", "mie_no_a_gm", "mie_no_v_gm")
@@ -250,10 +250,8 @@ def _changed(before, model):
 
 
 def test_each_stage_updates_only_its_own_modality():
-    setup = build_run(short_config("mie", 2, **FAST))
-    method = setup.method
+    method, batch = method_and_batch("mie", 2, **FAST)
     model = method.model
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train"))))
     for epoch, (trained, frozen) in enumerate([("audio", "visual"), ("visual", "audio")]):
         method.on_epoch_start(epoch)
         assert method.stage.modality == trained
@@ -269,9 +267,7 @@ def test_each_stage_updates_only_its_own_modality():
 
 def test_gradient_reaching_the_optimiser_is_raw_gradient_times_T():
     overrides = {**FAST, "method.use_sam": False, "method.mixup_alpha": 0.0}
-    setup = build_run(short_config("mie", 2, **overrides))
-    method = setup.method
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train"))))
+    method, batch = method_and_batch("mie", 2, **overrides)
     method.on_epoch_start(0)
     for step in range(3):  # train audio a little so its moments are not those of the initial network
         method.training_step(batch, step)

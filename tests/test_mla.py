@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from conftest import CHANCE_AV_DIGITS, first_batch, short_config, train_briefly
 
 from benchmark.trainer import build_run
 from methods.mla import default_fixed_weights, entropy_fusion_weights, fuse_logits, owm_update, projection_alpha
@@ -81,7 +81,7 @@ def _one_step(variant: str):
     setup = build_run(short_config("mla", 1, **{"method.variant": variant}))
     method = setup.method
     method.model.train()
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False, batch_size=16))))
+    batch = first_batch(method, "train", shuffle=False, batch_size=16)
     method.training_step(batch, 0)
     return method, batch
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from conftest import CHANCE_AV_DIGITS, first_batch, short_config, train_briefly
 
 from benchmark.trainer import build_run
 from methods.mmpareto import combine_gradient, pareto_weights
@@ -57,7 +57,7 @@ def test_optimiser_receives_combined_gradients():
     setup = build_run(cfg)
     method, model = setup.method, setup.method.model
     model.train()
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False, batch_size=16))))
+    batch = first_batch(method, "train", shuffle=False, batch_size=16)
     params = dict(model.named_parameters())
 
     def grads_of(loss_name):

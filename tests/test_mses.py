@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from conftest import CHANCE_AV_DIGITS, first_batch, short_config, train_briefly
 
 from benchmark.config import ConfigError
 from benchmark.trainer import build_run
@@ -57,7 +57,7 @@ def test_stopping_restores_the_best_epoch_and_freezes_the_modality(variant):
     method.on_epoch_start(0)
     method.on_epoch_end(0)  # epoch 1: every modality's first loss is its best; snapshot taken
     best = {k: v.clone() for k, v in method.model.state_dict().items()}
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train"), 1)))
+    batch = first_batch(method)
     method.training_step(batch, 0)  # the weights move
     losses = method.modality_losses()
     # epoch 2: force audio's loss up and visual's down -> audio stops (2 - 1 > 0), visual improves
@@ -96,7 +96,7 @@ def test_official_freeze_acts_only_inside_agms_window_counted_from_one():
     # (CREMAD_main.py:211), epochs counted from 1: with the window 0-2, AGM's epoch 3 (our 0-based 2) trains it
     method = build_run(short_config("mses", **{"method.modulation_ends": 2})).method
     method.stoppers["audio"].stopped_at = 1
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train"), 1)))
+    batch = first_batch(method)
     zeroed = []
     for epoch in (1, 2):
         method.on_epoch_start(epoch)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from conftest import CHANCE_AV_DIGITS, first_batch, short_config, train_briefly
 
 from benchmark.config import ConfigError, build_config
 from benchmark.trainer import build_run
@@ -56,7 +56,7 @@ def test_official_accuracy_is_agms_visual_accuracy_for_every_modality():
 def test_multipliers_act_only_in_agms_window_counted_from_one():
     method = build_run(short_config("mslr", **{"method.modulation_starts": 2, "method.modulation_ends": 3})).method
     method.ratios = {"audio": 2.0, "visual": 0.5}
-    batch = next(iter(method.ctx.batches(method.ctx.loader("val", shuffle=False, batch_size=8))))
+    batch = first_batch(method, "val", shuffle=False, batch_size=8)
     applied = []
     for epoch in range(4):  # 0-based epochs 0..3 are AGM's epochs 1..4: scaled in 2 and 3 only
         method.on_epoch_start(epoch)
@@ -85,7 +85,7 @@ def test_gradients_are_scaled_per_modality():
     method = setup.method
     assert setup.config.model.fusion == "sum"
     method.ratios = {"audio": 2.0, "visual": 0.5}
-    batch = next(iter(method.ctx.batches(method.ctx.loader("val", shuffle=False, batch_size=16))))
+    batch = first_batch(method, "val", shuffle=False, batch_size=16)
     model = method.model
     out = model(batch)
     F.cross_entropy(out.logits, batch["label"]).backward()

@@ -8,9 +8,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from conftest import CHANCE_AV_DIGITS, method_and_batch, train_briefly
 
-from benchmark.trainer import build_run
 from methods.ogm import modulation_coefficients, modulation_coefficients_multi
 
 LN3 = math.log(3.0)
@@ -49,13 +48,6 @@ def test_three_modalities_follow_the_mla_rule():
     assert modulation_coefficients_multi([u, u, u], y, 2.0) == pytest.approx([1 - math.tanh(1.0), 1, 1])
 
 
-def _method(name: str, **overrides):
-    setup = build_run(short_config(name, **overrides))
-    method = setup.method
-    batch = next(iter(setup.ctx.batches(setup.ctx.loader("train"))))
-    return method, batch
-
-
 def _plain_grads(method, batch) -> dict[str, torch.Tensor]:
     method.optimizer.zero_grad(set_to_none=True)
     F.cross_entropy(method.forward(batch).logits, batch["label"]).backward()
@@ -68,7 +60,7 @@ def _modulated_grads(method, batch) -> tuple[dict[str, torch.Tensor], dict[str, 
 
 
 def _compare(name: str, **overrides):
-    method, batch = _method(name, **overrides)
+    method, batch = method_and_batch(name, **overrides)
     state = copy.deepcopy(method.model.state_dict())
     plain = _plain_grads(method, batch)
     method.model.load_state_dict(state)
@@ -93,7 +85,7 @@ def test_ogm_scales_exactly_the_conv_grads_of_the_suppressed_encoder():
 
 
 def test_no_modulation_outside_the_window():
-    method, batch = _method("ogm", **{"method.modulation_starts": 1, "method.modulation_ends": 3})
+    method, batch = method_and_batch("ogm", **{"method.modulation_starts": 1, "method.modulation_ends": 3})
     state = copy.deepcopy(method.model.state_dict())
     plain = _plain_grads(method, batch)
     method.model.load_state_dict(state)
@@ -126,14 +118,14 @@ def test_ogm_ge_official_adds_noise_to_both_encoders_paper_only_to_the_suppresse
 
 @pytest.mark.parametrize("fusion", ["film", "gated"])
 def test_runs_with_every_fusion_head(fusion):
-    method, batch = _method("ogm_ge", **{"model.fusion": fusion})
+    method, batch = method_and_batch("ogm_ge", **{"model.fusion": fusion})
     stats = method.training_step(batch, 0)
     assert math.isfinite(stats["loss"])
     assert min(stats["k_audio"], stats["k_visual"]) < 1
 
 
 def test_encoder_without_conv_kernels_is_a_clear_error():
-    method, _ = _method("ogm")
+    method, _ = method_and_batch("ogm")
     method.model.encoders["audio"] = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 24, 128))
     with pytest.raises(ValueError, match="method.scope"):
         method.setup()

@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from conftest import CHANCE_AV_DIGITS, method_and_batch, train_briefly
 
-from benchmark.trainer import build_run
 from methods.pmr import Pmr, imbalance_ratio, pce_coefficients, prototype_entropy, prototype_logits
 
 
@@ -42,14 +41,8 @@ def test_by_hand():
     assert float(prototype_entropy(torch.zeros(4, 5))) == pytest.approx(math.log(5))
 
 
-def _setup(**overrides):
-    setup = build_run(short_config("pmr", **overrides))
-    batch = next(iter(setup.ctx.batches(setup.ctx.loader("train"))))
-    return setup.method, batch
-
-
 def test_prototypes_are_class_means_with_momentum_after_the_first_epoch():
-    method, _ = _setup(**{"method.momentum": 0.25})
+    method, _ = method_and_batch("pmr", **{"method.momentum": 0.25})
     protos = method.compute_prototypes(0)
     assert set(protos) == {"audio", "visual"}
     assert protos["audio"].shape == (10, 128) and torch.isfinite(protos["audio"]).all()
@@ -65,7 +58,7 @@ def test_prototypes_are_class_means_with_momentum_after_the_first_epoch():
 
 
 def test_official_loss_is_ce_plus_pce_of_the_slower_modality_and_paper_adds_per():
-    method, batch = _setup(**{"method.alpha": 0.7, "method.per_weight": 0.3})
+    method, batch = method_and_batch("pmr", **{"method.alpha": 0.7, "method.per_weight": 0.3})
     method.on_epoch_start(0)
     state = copy.deepcopy(method.model.state_dict())
     with torch.no_grad():
@@ -87,9 +80,9 @@ def test_official_loss_is_ce_plus_pce_of_the_slower_modality_and_paper_adds_per(
 
 
 def test_state_round_trip():
-    method, _ = _setup()
+    method, _ = method_and_batch("pmr")
     method.on_epoch_start(0)
-    other, _ = _setup()
+    other, _ = method_and_batch("pmr")
     other.load_extra_state(method.extra_state())
     torch.testing.assert_close(other.prototypes["audio"], method.prototypes["audio"])
     assert other.load_extra_state({"prototypes": None}) is None and other.prototypes is None

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import CHANCE_AV_DIGITS, short_config, train_briefly
+from conftest import CHANCE_AV_DIGITS, first_batch, short_config, train_briefly
 
 from benchmark.config import ConfigError
 from benchmark.trainer import build_run
@@ -78,7 +78,7 @@ def _phase1_grads(variant: str, alpha: float) -> dict[str, torch.Tensor]:
         method.on_epoch_start(e)
     assert method.model.members() == ["audio"] and method.stage_modality(1) == "visual"
     method.model.train()
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False, batch_size=16))))
+    batch = first_batch(method, "train", shuffle=False, batch_size=16)
     seen = {}
     params = dict(method.model.named_parameters())
     method.optimizer.step = lambda: seen.update({n: p.grad.clone() for n, p in params.items() if p.grad is not None})
@@ -109,7 +109,7 @@ def test_empty_ensemble_is_the_released_constant_column():
     method.on_epoch_start(0)
     assert method.model.members() == []
     method.model.train()
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False, batch_size=16))))
+    batch = first_batch(method, "train", shuffle=False, batch_size=16)
     with torch.no_grad():
         ce = float(
             torch.nn.functional.cross_entropy(method.model.learner_logits("audio", batch["audio"]), batch["label"])
@@ -125,7 +125,7 @@ def test_previous_learner_runs_twice_per_step_in_train_mode():
     for e in range(3):  # stage 0 phase 1, stage 0 phase 2, stage 1 phase 1 (visual; previous learner: audio)
         method.on_epoch_start(e)
     method.model.train()
-    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False, batch_size=16))))
+    batch = first_batch(method, "train", shuffle=False, batch_size=16)
 
     def tracked(m):
         bns = [b for b in method.model.learners[m].modules() if isinstance(b, torch.nn.BatchNorm2d)]

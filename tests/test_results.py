@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import short_config
 
-from benchmark.results import ResultStore, atomic_write_text
+from benchmark.results import atomic_write_text
 from benchmark.runner import run_inline, run_one
 
 
@@ -79,7 +79,8 @@ def test_non_finite_evaluation_names_the_split_instead_of_a_metric_crash():
     # evaluation must stop with our message, not scikit-learn's "Input contains NaN" from the MAP
     import torch
 
-    from benchmark.trainer import NonFiniteOutputError, fit
+    from benchmark.evaluation import NonFiniteOutputError
+    from benchmark.trainer import fit
 
     def poison_running_mean(method):
         bn = next(m for m in method.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -116,16 +117,26 @@ def test_csv_has_labelled_selection_rules_and_provenance(store):
     assert row["backbone.audio"] == "resnet18_audio" and row["backbone.visual"] == "resnet18_visual"
 
 
-def test_resumed_run_equals_uninterrupted(tmp_path):
-    overrides = {"train.max_steps_per_epoch": 3, "train.checkpoint": True}
-    cfg = short_config("joint", epochs=3, seed=5, **overrides)
-    from benchmark.trainer import fit
+def test_packed_cache_metadata_goes_through_the_fsynced_atomic_write(tmp_path, monkeypatch):
+    """The dataset cache's manifest, bad.json and splits.json use results' atomic write (fsync, then rename)."""
+    import numpy as np
 
-    full = fit(cfg, ResultStore(tmp_path / "a"), progress=False)
-    store = ResultStore(tmp_path / "b")
-    with pytest.raises(InterruptedError):
-        fit(cfg, store, progress=False, stop_after_epoch=1)
-    assert store.checkpoint_path(cfg.run_id).exists()
-    resumed = fit(cfg, store, progress=False)
-    keys = [k for k in full if k.startswith(("test_", "val_", "epoch["))]
-    assert {k: full[k] for k in keys} == {k: resumed[k] for k in keys}
+    from datasets import _packed
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    samples = [_packed.Sample(id=str(i), label=i % 2, split="train" if i < 4 else "test") for i in range(6)]
+    out = tmp_path / "cache"
+    summary = _packed.write_packed(
+        out,
+        "toy",
+        samples,
+        {"x": _packed.FieldSpec((2,), "float32")},
+        lambda s: {"x": np.full(2, s.label, np.float32)},
+        {},
+        progress=False,
+        val_fraction=0.0,
+    )
+    assert summary["done"] == 6 and len(synced) >= 3  # manifest.json, bad.json (each flush), splits.json
+    assert sorted(p.name for p in out.iterdir()) == ["bad.json", "manifest.json", "splits.json", "status.npy", "x.npy"]

@@ -18,7 +18,7 @@ unchanged -- ``CramedDataset``, ``VADataset``, ``create_dataset('twitter' | 'sar
   uses);
 * for the image-text sets the captions and the token ids of IGM's batches: ``BertTokenizer(texts,
   padding='longest', max_length=50 | 30)`` as ``train_twitter.py`` / ``train_sarcasm.py`` 50 and 299 call it, with
-  the tiny vocabulary of ``datasets._fixtures.make_vocab`` (no BERT download);
+  the tiny vocabulary of ``tests.fake_releases.make_vocab`` (no BERT download);
 * ``meta``: the sample ids, seeds, the content digest of the release and the released commit.
 """
 
@@ -40,7 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from released import GOLDEN_DIR, import_released, released_commit, save_fixture, seed_all  # noqa: E402
 
-from datasets._fixtures import content_digest, make_vocab, pattern  # noqa: E402  (ours, before IGM's package)
+from benchmark.synthetic_release import pattern  # noqa: E402
+from tests.fake_releases import content_digest, make_vocab  # noqa: E402  (ours, before IGM's package)
 from tests.golden.releases import IMAGE_RES, RELEASES  # noqa: E402
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

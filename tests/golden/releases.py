@@ -3,7 +3,7 @@
 The generator (``scripts/golden/data_pipelines.py``) builds each release, runs IGM's dataset class on it and stores
 what it returns; the test (``tests/test_golden_datasets.py``) builds the same release again, checks that its
 decoded content has the digest the fixture recorded, prepares it with ``python -m datasets prepare`` defaults
-and compares. Frames are PNG and videos FFV1 (lossless), the content integer arithmetic (``datasets/_fixtures``).
+and compares. Frames are PNG and videos FFV1 (lossless), the content integer arithmetic (``tests/fake_releases.py``).
 
 Frame sizes mix the two cases of the training crop: originals of the stored size (the crop is then cut from the
 same pixels as IGM's, so the results must be equal) and originals of other sizes (the crop box is the same, the
@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from datasets._fixtures import make_crema_d, make_kinetics_sounds, make_nvgesture, make_sarcasm, make_twitter2015
+from benchmark.synthetic_release import make_crema_d
+from tests.fake_releases import make_kinetics_sounds, make_nvgesture, make_sarcasm, make_twitter2015
 
 IMAGE_RES = 32  # IGM's config["image_res"] for the image-text fixtures (and the suite's data.image_size)
 

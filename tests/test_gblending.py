@@ -48,7 +48,8 @@ def test_short_run_learns_and_keeps_its_weights(store):
         "gblending",
         epochs=2,
         store=store,
-        **{"train.max_steps_per_epoch": 6, "method.super_epoch": 1, "method.probe_steps": 2},
+        # 12 steps: at 6 the harder av_digits of #13 leaves the fused head at chance (.10; 12 steps: .64)
+        **{"train.max_steps_per_epoch": 12, "method.super_epoch": 1, "method.probe_steps": 2},
     )
     assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS

@@ -356,7 +356,8 @@ def test_resume_round_trip_and_artifacts(tmp_path):
     assert set(art["initial"]) == {"test_acc", "val_acc"}
     for m in ("audio", "visual"):
         sv = art["singular_values"][m]
-        assert [len(sv[n]) for n in ("fc1", "fc2", "fc3")] == [128, 256, 64]
+        # fc1's input is the encoder feature (8 x resnet_width channels), fc2's and fc3's the head's 256 and 64
+        assert [len(sv[n]) for n in ("fc1", "fc2", "fc3")] == [8 * cfg.model.resnet_width, 256, 64]
         for v in sv.values():
             assert all(a >= b >= 0 for a, b in zip(v, v[1:])) and v[0] > 0
     assert [(g["stage"], g["epoch"]) for g in art["grad_cosine"]] == [(1, 2), (1, 3), (2, 4)]

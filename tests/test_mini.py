@@ -46,13 +46,12 @@ def test_mie_stages_keep_the_released_ratio_and_two_outer_iterations() -> None:
 
 
 def test_reconboost_starts_from_the_suites_own_unimodal_runs() -> None:
-    """ReconBoost's learners load the unimodal runs of the same suite (no extra training)."""
-    from benchmark.trainer import build_run
-
-    overrides = {**mini.SCHEDULES["reconboost"], "method.init_from": "scratch"}
-    method = build_run(build_config("reconboost", "av_digits", 1, overrides)).method
-    uni_ids = {c.run_id for c in resolve(SUITES.get("mini").specs(methods=["unimodal"], seeds=[1]))}
-    assert {method.unimodal_config(m).run_id for m in ("audio", "visual")} == uni_ids
+    """ReconBoost's learners load the unimodal runs of the same suite (no extra training): the runs its
+    configuration requires are the suite's own unimodal runs, with the same run ids."""
+    suite = SUITES.get("mini")
+    (recon,) = [c for c in resolve(suite.specs(methods=["reconboost"], seeds=[1])) if c.method == "reconboost"]
+    uni_ids = {c.run_id for c in resolve(suite.specs(methods=["unimodal"], seeds=[1]))}
+    assert len(uni_ids) == 2 and {dep.run_id for dep in recon.requires} == uni_ids
 
 
 def test_tuning_suite_is_the_grid_on_the_mini_schedule() -> None:

@@ -45,7 +45,8 @@ def test_prototypes_are_class_means_with_momentum_after_the_first_epoch():
     method, _ = method_and_batch("pmr", **{"method.momentum": 0.25})
     protos = method.compute_prototypes(0)
     assert set(protos) == {"audio", "visual"}
-    assert protos["audio"].shape == (10, 128) and torch.isfinite(protos["audio"]).all()
+    feature_dim = 8 * method.ctx.config.model.resnet_width  # ResNet18's last stage: 8 x the base width
+    assert protos["audio"].shape == (10, feature_dim) and torch.isfinite(protos["audio"]).all()
     old = {m: torch.zeros(10, 3) for m in method.modalities}
     new = {m: torch.ones(10, 3) for m in method.modalities}
     method.compute_prototypes = lambda epoch: copy.deepcopy(new)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -86,6 +86,8 @@ class MethodContext:
     splits: dict[str, Dataset]
     run_dir: Path | None = None
     store: ResultStore | None = None
+    # Loaders over worker processes kept across epochs on CUDA (persistent workers), by their arguments.
+    _reused: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def train(self) -> TrainConfig:
@@ -112,19 +114,35 @@ class MethodContext:
         """A loader over ``split`` (or over ``dataset``, e.g. a resampled training set).
 
         A training loader drops a last batch of a single sample: BatchNorm cannot normalise it in train mode.
+        On CUDA batches are pinned, and with ``train.num_workers > 0`` a split's loader is reused across epochs
+        (persistent workers) unless it is being iterated already; the batches are the same either way.
         """
         train = split == "train"
         data = dataset if dataset is not None else self.splits[split]
         size = batch_size or (self.train.batch_size if train else self.train.eval_batch_size)
-        return make_loader(
+        shuffle = train if shuffle is None else shuffle
+        drop_last = drop_last or (train and len(data) % size == 1)
+        cuda = self.device.type == "cuda"
+        reuse = cuda and self.train.num_workers > 0 and dataset is None
+        key = (split, size, shuffle, drop_last)
+        cached = self._reused.get(key) if reuse else None
+        if cached is not None and not cached.active:
+            cached.set_epoch(epoch)
+            return cached
+        loader = make_loader(
             data,
             size,
-            shuffle=train if shuffle is None else shuffle,
+            shuffle=shuffle,
             seed=self.config.seed,
             epoch=epoch,
             num_workers=self.train.num_workers,
-            drop_last=drop_last or (train and len(data) % size == 1),
+            drop_last=drop_last,
+            pin_memory=cuda,
+            persistent_workers=reuse and cached is None,
         )
+        if reuse and cached is None:
+            self._reused[key] = loader
+        return loader
 
     def batches(self, loader: Iterable[Batch], limit: int = 0) -> Iterator[Batch]:
         """Iterate ``loader`` with batches moved to the device; ``limit`` > 0 stops after that many."""

@@ -15,21 +15,57 @@ Examples::
     python run_all.py --bench --shapes crema_d         # the same at CREMA-D's model and input sizes
     python run_all.py --report-only                    # every table and figure from results/*.csv (no torch)
     python run_all.py --report-only --suite main --rule best_test
+    python run_all.py --rebuild-csv --suite quick        # rewrite results/quick.csv from the result files
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 
 
-def _csv_list(text: str | None) -> list[str] | None:
-    if not text:
+def _csv_list(text: str | None, flag: str = "") -> list[str] | None:
+    """Comma-separated names; None when the flag is absent. A flag given without any name is an error."""
+    if text is None:
         return None
-    return [t.strip() for t in text.split(",") if t.strip()]
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ValueError(f"{flag} {text!r} names nothing; give comma-separated values, or leave {flag} out")
+    return names
+
+
+def _seed_list(text: str | None) -> list[int] | None:
+    seeds = _csv_list(text, "--seeds")
+    if seeds is None:
+        return None
+    bad = [s for s in seeds if not s.lstrip("-").isdigit()]
+    if bad:
+        raise ValueError(f"--seeds: {', '.join(repr(b) for b in bad)} is not an integer (e.g. --seeds 0,1,2)")
+    return [int(s) for s in seeds]
+
+
+def check_results_dir(path: Path, write: bool = True) -> None:
+    """Stop with a clear message unless ``--results`` is a directory (or can be made one) and, with ``write``,
+    writable."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--results {path} is not a directory; choose a directory for the results")
+    if not write:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(
+            f"--results {path} is not writable ({exc.strerror or exc}); choose a directory you can write to"
+        ) from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,6 +119,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--report-only",
         action="store_true",
         help="render the tables and figures of results/<suite>.csv (all CSVs without --suite) and exit",
+    )
+    p.add_argument(
+        "--rebuild-csv",
+        action="store_true",
+        help="rewrite results/<suite>.csv from the result files of the suite's runs (no training), then render it",
     )
     p.add_argument(
         "--rule",
@@ -185,10 +226,34 @@ def cmd_list() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    previous = None
+    try:
+        with contextlib.suppress(ValueError):  # (not in the main thread: keep the default)
+            previous = signal.signal(signal.SIGTERM, _terminate)  # `kill PID` stops like Ctrl-C
+        return _main(args)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: finished runs are kept; an interrupted run resumes from its last epoch when you launch "
+            "the same command again",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.report_only:  # files only: no registry, no torch
         from benchmark.reports import report_only
 
         return report_only(Path(args.results), Path(args.reports), args.suite, args.rule)
+    if args.rebuild_csv:
+        return rebuild_csvs(args)
     from benchmark.config import ConfigError, parse_set_args
     from benchmark.registry import SUITES, UnknownNameError
 
@@ -197,15 +262,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         overrides = parse_set_args(args.overrides)
+        methods, datasets = _csv_list(args.methods, "--methods"), _csv_list(args.datasets, "--datasets")
+        seeds = _seed_list(args.seeds)
         if args.bench:
             from benchmark.bench import run_bench
 
             run_bench(
                 Path(args.reports),
                 steps=args.bench_steps,
-                methods=_csv_list(args.methods),
+                methods=methods,
                 overrides=overrides,
-                shapes=_csv_list(args.shapes) or ["av_digits"],
+                shapes=_csv_list(args.shapes, "--shapes") or ["av_digits"],
                 rounds=args.bench_rounds,
                 batch=args.bench_batch,
                 budget_s=60.0 * args.bench_minutes,
@@ -214,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                 train_loader_rate=not args.bench_no_loader,
             )
             return 0
+        check_results_dir(Path(args.results), write=False)
         if args.status:
             from benchmark.results import ResultStore
             from benchmark.runner import print_status
@@ -221,22 +289,16 @@ def main(argv: list[str] | None = None) -> int:
             print_status([SUITES.resolve(args.suite)] if args.suite else SUITES.names(), ResultStore(args.results))
             return 0
         suite = SUITES.get(args.suite or "quick")
-        seeds = [int(s) for s in _csv_list(args.seeds)] if args.seeds else None
-        specs = suite.specs(_csv_list(args.methods), _csv_list(args.datasets), seeds, overrides)
         from benchmark.results import ResultStore
-        from benchmark.runner import plan, resolve, run_inline
+        from benchmark.runner import new_launch_id, plan, resolve
 
-        configs = resolve(specs)
-        # The suite's CSV lists every finished run of the suite plus this invocation's runs, so running a
-        # subset (--methods, --seeds, --set) adds to it instead of replacing it.
-        own = [c.run_id for c in configs]
-        full = (
-            [c.run_id for c in resolve(suite.specs())]
-            if (args.methods or args.datasets or args.seeds or overrides)
-            else []
-        )
-        csv_ids = own + [i for i in full if i not in set(own)]
+        configs = resolve(suite.specs(methods, datasets, seeds, overrides))
+        # Every run planned here joins the suite (results/suites/<suite>.json), so its CSV keeps the runs of
+        # every invocation; the suite's own configuration (no --set) is marked for the headline tables.
+        own = {c.run_id for c in (resolve(suite.specs(methods, datasets, seeds)) if overrides else configs)}
         options = cluster_options(args) if args.cluster != "inline" else None
+        if not args.dry_run:
+            check_results_dir(Path(args.results))
     except (ConfigError, UnknownNameError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -247,8 +309,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print_plan(planned, suite.name)
         return 0
+    store.add_to_suite(suite.name, [c.run_id for c in configs], own=own)
+    launch_id = new_launch_id()
     if options is not None:
-        return launch_sweep(args, suite.name, configs, store, options, csv_ids)
+        return launch_sweep(args, suite.name, configs, store, options, launch_id)
+    from benchmark.runner import run_inline
+
     rows = run_inline(
         configs,
         store,
@@ -256,14 +322,42 @@ def main(argv: list[str] | None = None) -> int:
         retry_failed=args.retry_failed,
         progress=False if args.no_progress else None,
         csv_name=suite.name,
-        csv_ids=csv_ids,
+        launch_id=launch_id,
     )
-    csv_path = store.write_csv(suite.name, csv_ids)
+    csv_path = store.write_csv(suite.name)
     render_and_print(args, suite.name, csv_path)
     failed = sum(1 for r in rows if r.get("status") == "failed")
+    left = sum(1 for r in rows if not r.get("status"))
     if failed:
         print(f"{failed} run(s) failed; their errors are in the CSV (rerun them with --retry-failed)")
-        return 1
+    if left:
+        print(f"{left} run(s) left to do (see above why); launch the same command again to run them")
+    return 1 if failed or left else 0
+
+
+def rebuild_csvs(args: argparse.Namespace) -> int:
+    """``--rebuild-csv``: rewrite the CSV of ``--suite`` (every suite with a membership record) and render it."""
+    from benchmark.results import SUITES_DIR, ResultStore
+
+    try:
+        check_results_dir(Path(args.results))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = ResultStore(args.results)
+    names = [args.suite] if args.suite else sorted(p.stem for p in (store.root / SUITES_DIR).glob("*.json"))
+    if not names:
+        print(f"error: no suite has run in {store.root} yet (no {store.root / SUITES_DIR}/*.json)", file=sys.stderr)
+        return 2
+    for name in names:
+        if not store.suite_path(name).is_file():
+            print(
+                f"error: suite {name!r} has never run in {store.root} ({store.suite_path(name)} is missing)",
+                file=sys.stderr,
+            )
+            return 2
+        csv_path = store.write_csv(name)
+        render_and_print(args, name, csv_path)
     return 0
 
 
@@ -278,7 +372,7 @@ def render_and_print(args: argparse.Namespace, name: str, csv_path: Path) -> Non
     print(f"report:  {written[0]} ({len(written)} files in {Path(written[0]).parent}; LaTeX: {written[1]})")
 
 
-def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, options, csv_ids: list[str]) -> int:
+def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, options, launch_id: str) -> int:
     """``--cluster local|slurm``: submit what is left, wait, rebuild the CSV from the result files."""
     from benchmark.executors import launch
     from benchmark.runner import plan, plan_counts
@@ -292,13 +386,14 @@ def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, opti
             force=args.force,
             retry_failed=args.retry_failed,
             csv_name=name,
+            launch_id=launch_id,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not options.wait and outcome["submitted"]:
         return 0
-    csv_path = store.write_csv(name, csv_ids)
+    csv_path = store.write_csv(name)
     render_and_print(args, name, csv_path)
     counts = plan_counts(plan(configs, store))
     print(
@@ -309,8 +404,14 @@ def launch_sweep(args: argparse.Namespace, name: str, configs: list, store, opti
         print(f"  {key}: {error}")
     if counts["failed"]:
         print("failed runs keep their error in the CSV; rerun them with --retry-failed")
-    if counts["todo"]:
+    queued = outcome.get("queued", 0)
+    if queued:
+        print(f"{queued} run(s) still queued in Slurm from an earlier launch: follow them with --status")
+    left = counts["todo"] - queued
+    if left > 0:
         print("runs left to do (cancelled or killed jobs): launch the same command again to submit only those")
+    if not options.wait:  # nothing new to submit: fine while the rest is queued or running elsewhere
+        return 0 if counts["failed"] == 0 and left <= 0 else 1
     return 0 if counts["ok"] == counts["runs"] else 1
 
 

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -95,6 +96,9 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     method_cfg: Any = None
     data_cfg: Any = None
+    # Runs this run reads (their saved models, ...), built by ``build_config`` from ``Method.requires``; their
+    # run ids are part of this run's identity, and the runner finishes them before this run starts.
+    requires: list[RunConfig] = field(default_factory=list)
 
     SECTIONS: typing.ClassVar[dict[str, str]] = {
         "train": "train",
@@ -114,6 +118,8 @@ class RunConfig:
             for f in fields(section):
                 if f.metadata.get("identity", True):
                     out[f"{prefix}.{f.name}"] = _jsonable(getattr(section, f.name))
+        if self.requires:  # absent otherwise, so that the run ids of runs without dependencies stay as they were
+            out["requires"] = sorted(dep.run_id for dep in self.requires)
         return out
 
     @property
@@ -121,6 +127,15 @@ class RunConfig:
         blob = json.dumps(self.identity(), sort_keys=True, default=str)
         digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
         return f"{self.method}-{self.dataset}-s{self.seed}-{digest}"
+
+    @property
+    def config_id(self) -> str:
+        """The identity without the seed: runs with equal ``config_id`` differ only in their seed, so reports
+        average them (and never runs whose ``config_id`` differ)."""
+        ident = {k: v for k, v in self.identity().items() if k != "seed"}
+        if self.requires:
+            ident["requires"] = sorted(dep.config_id for dep in self.requires)
+        return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def flat(self) -> dict[str, Any]:
         """Every field as ``section.key`` (execution-only fields included), for the result row."""
@@ -130,6 +145,8 @@ class RunConfig:
             if section is not None:
                 for f in fields(section):
                     out[f"{prefix}.{f.name}"] = _jsonable(getattr(section, f.name))
+        if self.requires:
+            out["requires"] = [dep.run_id for dep in self.requires]
         return out
 
     def section(self, prefix: str) -> Any:
@@ -302,8 +319,26 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
 def validate(cfg: RunConfig) -> None:
-    """Checks that no single field can express."""
+    """Checks that no single field can express; every float of every section must be finite (no nan/inf)."""
+    for prefix in RunConfig.SECTIONS:
+        section = cfg.section(prefix)
+        if section is None:
+            continue
+        for f in fields(section):
+            value = getattr(section, f.name)
+            if _non_finite(value):
+                raise ConfigError(f"{prefix}.{f.name} must be a finite number, got {value!r}")
     t = cfg.train
     if t.epochs < 1:
         raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
@@ -313,6 +348,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.lr must be > 0, got {t.lr}")
     if t.log_every < 1:
         raise ConfigError(f"train.log_every must be >= 1, got {t.log_every}")
+    if t.max_steps_per_epoch < 0:
+        raise ConfigError(f"train.max_steps_per_epoch must be >= 0 (0 = the whole epoch), got {t.max_steps_per_epoch}")
+    if t.num_workers < 0:
+        raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
     validate_hook = getattr(cfg.method_cfg, "validate", None)
     if callable(validate_hook):
         try:
@@ -366,6 +405,10 @@ def build_config(
         for key, value in layer.items():
             set_value(cfg, key, value)
     validate(cfg)
+    cfg.requires = [
+        build_config(spec.method, spec.dataset, spec.seed, spec.overrides)
+        for spec in method_cls.requires(cfg, dict(overrides or {}))
+    ]
     return cfg
 
 

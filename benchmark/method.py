@@ -48,6 +48,7 @@ from benchmark.models import FusionModel, ModelOutput
 
 if TYPE_CHECKING:
     from benchmark.results import ResultStore
+    from benchmark.suites import RunSpec
 
 
 @dataclass
@@ -60,10 +61,17 @@ class MethodConfig:
 
 @dataclass
 class EpochWindowConfig(MethodConfig):
-    """Base for methods that act in an inclusive, 0-based epoch window (OGM-GE, AGM, PMR).
+    """Base for methods that act in an inclusive epoch window (OGM-GE, AGM, PMR), numbered as in their code.
 
-    Subclasses redeclare the two fields with their official defaults and call ``super().validate()``.
+    The window ``[modulation_starts, modulation_ends]`` counts epochs the way the released training loop does:
+    ``first_epoch`` is the number that loop gives its first epoch (OGM-GE and PMR: 0, ``for epoch in
+    range(args.epochs)``; AGM: 1, ``range(start_epoch, EPOCHS + 1)``), so the same ``--modulation_*`` values
+    select the same epochs here as there. Subclasses redeclare the two fields with their official defaults,
+    set ``first_epoch`` and call ``super().validate()``.
     """
+
+    # The released loop's number for the suite's first (0-based) epoch.
+    first_epoch: ClassVar[int] = 0
 
     modulation_starts: int = 0
     modulation_ends: int = 0
@@ -73,7 +81,8 @@ class EpochWindowConfig(MethodConfig):
             raise ValueError("method.modulation_starts must not exceed method.modulation_ends")
 
     def in_window(self, epoch: int) -> bool:
-        return self.modulation_starts <= epoch <= self.modulation_ends
+        """Whether the suite's 0-based ``epoch`` lies in the window (counted from ``first_epoch``)."""
+        return self.modulation_starts <= epoch + self.first_epoch <= self.modulation_ends
 
 
 @dataclass
@@ -213,6 +222,16 @@ class Method:
     def label(cls, cfg: Any) -> str:
         """Row label in tables."""
         return cls.name
+
+    @classmethod
+    def requires(cls, config: RunConfig, overrides: dict[str, Any]) -> list[RunSpec]:
+        """Runs this run reads (e.g. ReconBoost's unimodal learners), as specs built like any suite run.
+
+        ``overrides`` are the sweep's settings this run was built with (suite, then command line). The runner
+        plans, locks, schedules, shows and retries these runs like any other, finishing them before this run
+        starts (``config.requires`` holds them resolved); the method then only reads what they saved.
+        """
+        return []
 
     # -- construction ----------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:

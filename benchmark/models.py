@@ -7,6 +7,7 @@ features and that modality's own logits, so per-modality accuracy is read the sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -54,17 +55,45 @@ def build_encoders(
     return nn.ModuleDict({m: build_encoder(info, model_cfg, m) for m in (modalities or info.modalities)})
 
 
-def official_weight_init(module: nn.Module) -> None:
+def official_weight_init(module: nn.Module, conv: Literal["normal", "uniform"] = "normal") -> None:
     """OGM-GE's ``utils/utils.py:weight_init``, applied with ``model.apply`` by the OGM-GE lineage (OGM-GE, AGM,
-    PMR, MLA): Linear xavier-normal weight and zero bias; Conv2d Kaiming normal (fan-out, ReLU); BatchNorm2d 1/0."""
+    PMR, MLA): Linear xavier-normal weight and zero bias; Conv2d Kaiming normal (fan-out, ReLU); BatchNorm2d 1/0.
+
+    ``conv="uniform"`` is AGM's copy (``utils/function_tools.py:weight_init``), which draws the conv kernels with
+    ``kaiming_uniform_`` (fan-out, ReLU) instead.
+    """
     if isinstance(module, nn.Linear):
         nn.init.xavier_normal_(module.weight)
-        nn.init.constant_(module.bias, 0)
+        if module.bias is not None:
+            nn.init.constant_(module.bias, 0)
     elif isinstance(module, nn.Conv2d):
-        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if conv == "uniform":
+            nn.init.kaiming_uniform_(module.weight, mode="fan_out", nonlinearity="relu")
+        else:
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.constant_(module.weight, 1)
         nn.init.constant_(module.bias, 0)
+
+
+def apply_official_init(model: nn.Module, conv: Literal["normal", "uniform"] = "normal") -> nn.Module:
+    """The released ``model.apply(weight_init)`` (OGM-GE ``main.py``, AGM ``run/CREMAD_main.py``, PMR
+    ``main_Prototype_grad.py``) on a :class:`FusionModel` or :class:`UnimodalModel`; returns ``model``.
+
+    Everything the released code builds is trained from scratch, so it re-initialises the whole model. Here the
+    heads (fusion layers, classifiers) always are; an encoder only if it is the released code's own kind and
+    says so (``official_init = True``: the from-scratch ResNet18s). Pretrained encoders keep their weights.
+    """
+    encoders = list(model.encoders.values()) if isinstance(getattr(model, "encoders", None), nn.ModuleDict) else []
+    if isinstance(getattr(model, "encoder", None), nn.Module):
+        encoders.append(model.encoder)
+    if not encoders:
+        raise TypeError(f"apply_official_init needs a FusionModel or UnimodalModel, got {type(model).__name__}")
+    kept = {id(m) for enc in encoders if not getattr(enc, "official_init", False) for m in enc.modules()}
+    for module in model.modules():
+        if id(module) not in kept:
+            official_weight_init(module, conv=conv)
+    return model
 
 
 class FusionModel(nn.Module):

@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import socket
 import time
 import traceback
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,13 +126,22 @@ def run_lock(store: ResultStore, run_id: str, wait_s: float = 0.0, poll_s: float
 
 
 def resolve(specs: Iterable[RunSpec]) -> list[RunConfig]:
-    """Build every configuration first, so a malformed one stops the plan before any training."""
-    configs, seen = [], set()
-    for spec in specs:
-        cfg = build_config(spec.method, spec.dataset, spec.seed, spec.overrides)
+    """Build every configuration first, so a malformed one stops the plan before any training.
+
+    The runs a configuration requires (``Method.requires``) join the plan before their first dependant.
+    """
+    configs: list[RunConfig] = []
+    seen: set[str] = set()
+
+    def add(cfg: RunConfig) -> None:
+        for dep in cfg.requires:
+            add(dep)
         if cfg.run_id not in seen:  # identical configurations (e.g. shared by two grids) run once
             seen.add(cfg.run_id)
             configs.append(cfg)
+
+    for spec in specs:
+        add(build_config(spec.method, spec.dataset, spec.seed, spec.overrides))
     return configs
 
 
@@ -152,6 +163,68 @@ def needs_run(status: str | None, force: bool, retry_failed: bool) -> bool:
     return status == "failed" and retry_failed
 
 
+def new_launch_id() -> str:
+    """Tags the rows one invocation writes, so that its processes never rerun a run it already (re)ran."""
+    return uuid.uuid4().hex[:12]
+
+
+class DependencyPending(RunBusyError):
+    """A run this run requires is not finished yet (to do, or being trained): this run stays to do for now."""
+
+
+class DependencyFailed(RunBusyError):
+    """A run this run requires failed: this run stays to do until the dependency is retried."""
+
+
+def dependency_state(
+    dep: RunConfig, store: ResultStore, *, force: bool = False, retry_failed: bool = False, launch_id: str = ""
+) -> str:
+    """``ready``, ``running``, ``failed`` (and not retried by this launch) or ``todo`` (this launch still has to
+    (re)run it: missing, or forced / retried and not yet rerun by ``launch_id``)."""
+    if is_running(store, dep.run_id):
+        return "running"
+    row = store.read(dep.run_id)
+    status = None if row is None else str(row.get("status", "ok"))
+    rerun = bool(launch_id) and row is not None and row.get("launch_id") == launch_id
+    if status == "ok" and (rerun or not force):
+        return "ready"
+    if status == "failed" and (rerun or not (retry_failed or force)):
+        return "failed"
+    return "todo"
+
+
+def check_dependencies(
+    config: RunConfig,
+    store: ResultStore,
+    *,
+    force: bool = False,
+    retry_failed: bool = False,
+    launch_id: str = "",
+    wait_s: float = 0.0,
+) -> None:
+    """Return if every run ``config`` requires is finished; else raise :class:`DependencyPending` (waiting up to
+    ``wait_s`` for one being trained) or :class:`DependencyFailed`."""
+    for dep in config.requires:
+        state = dependency_state(dep, store, force=force, retry_failed=retry_failed, launch_id=launch_id)
+        if state == "running" and wait_s > 0:
+            print(f"    waiting for {dep.run_id} (being trained by {lock_holder(store, dep.run_id)})", flush=True)
+            try:
+                with run_lock(store, dep.run_id, wait_s=wait_s):
+                    pass
+            except RunBusyError:
+                pass
+            state = dependency_state(dep, store, force=force, retry_failed=retry_failed, launch_id=launch_id)
+        if state == "ready":
+            continue
+        if state == "failed":
+            error = (store.read(dep.run_id) or {}).get("error", "")
+            raise DependencyFailed(
+                f"run {config.run_id} needs {dep.run_id}, which failed ({error}); rerun both with --retry-failed"
+            )
+        what = "being trained by another process" if state == "running" else "not finished"
+        raise DependencyPending(f"run {config.run_id} needs {dep.run_id} ({what}); it runs once that has finished")
+
+
 def run_one(
     config: RunConfig,
     store: ResultStore,
@@ -160,11 +233,14 @@ def run_one(
     retry_failed: bool = False,
     progress: bool | None = None,
     fresh: bool | None = None,
+    launch_id: str = "",
 ) -> dict[str, Any]:
     """Run ``config`` unless already finished; write and return its row (``ok`` or ``failed``).
 
-    The run resumes from its checkpoint if one exists, except that ``fresh`` (default: ``force``) discards it.
-    Callers that may run concurrently go through :func:`execute`, which adds the run lock.
+    The run resumes from its checkpoint if one exists, except that ``fresh`` (default: a forced run that has a
+    result) discards it. A forced rerun first sets the old result aside (``result.previous.json``), so that
+    until it finishes the run counts as to do and, if interrupted, resumes (forced again or not). Callers that
+    may run concurrently go through :func:`execute`, which adds the run lock and the dependency check.
     """
     from benchmark.trainer import failed_row, fit  # torch is imported only when something trains
 
@@ -172,8 +248,10 @@ def run_one(
     if not needs_run(status, force, retry_failed):
         return store.read(config.run_id) or {}
     ckpt = store.checkpoint_path(config.run_id)
-    if (force if fresh is None else fresh) and ckpt.exists():
+    if (force and status is not None if fresh is None else fresh) and ckpt.exists():
         ckpt.unlink()
+    if status is not None:
+        store.set_aside(config.run_id)
     try:
         row = fit(config, store, progress=progress)
     except KeyboardInterrupt:
@@ -183,8 +261,10 @@ def run_one(
     except Exception as exc:  # recorded as a failed run; the sweep goes on
         row = failed_row(config, exc)
         row["traceback"] = traceback.format_exc(limit=20)
+        row["launch_id"] = launch_id
         store.write_result(row)
         return row
+    row["launch_id"] = launch_id
     store.write_result(row)
     with contextlib.suppress(FileNotFoundError):
         ckpt.unlink()
@@ -199,21 +279,32 @@ def execute(
     retry_failed: bool = False,
     progress: bool | None = None,
     lock_wait_s: float = 0.0,
-    continue_forced: bool = False,
+    launch_id: str = "",
+    dependency_wait_s: float | None = None,
 ) -> dict[str, Any] | None:
     """Run ``config`` under its lock, exactly once; None when it needs no run (finished) after all.
 
-    The status is read again under the lock, so two processes handed the same run never both train it.
-    ``continue_forced`` is the requeued half of a ``--force`` run: it finishes the run from its checkpoint
-    even though an older result exists. Raises :class:`RunBusyError` if another process holds the lock.
+    The status is read again under the lock, so two processes handed the same run never both train it; a run
+    this ``launch_id`` already (re)ran is not rerun by ``force``/``retry_failed`` in another of its processes.
+    Raises :class:`RunBusyError` if another process holds the lock (after ``lock_wait_s``), and its subclasses
+    :class:`DependencyPending` (a required run not finished; one being trained is waited for up to
+    ``dependency_wait_s``, default ``lock_wait_s``) / :class:`DependencyFailed` (a required run failed).
     """
+    dep_wait = lock_wait_s if dependency_wait_s is None else dependency_wait_s
     with run_lock(store, config.run_id, wait_s=lock_wait_s):
-        status = store.status(config.run_id)
-        if continue_forced and store.checkpoint_path(config.run_id).exists():
-            return run_one(config, store, force=True, fresh=False, progress=progress)
+        row = store.read(config.run_id)
+        if row is not None and launch_id and row.get("launch_id") == launch_id:
+            return None
+        status = None if row is None else str(row.get("status", "ok"))
         if not needs_run(status, force, retry_failed):
             return None
-        return run_one(config, store, force=force, retry_failed=retry_failed, progress=progress)
+        check_dependencies(config, store, force=force, retry_failed=retry_failed, launch_id=launch_id, wait_s=dep_wait)
+        return run_one(config, store, force=force, retry_failed=retry_failed, progress=progress, launch_id=launch_id)
+
+
+def skip_reason(status: str) -> str:
+    flag = "--retry-failed" if status == "failed" else "--force"
+    return f"already {status}, skipped ({flag} to rerun)"
 
 
 def run_inline(
@@ -224,33 +315,62 @@ def run_inline(
     retry_failed: bool = False,
     progress: bool | None = None,
     csv_name: str | None = None,
-    csv_ids: list[str] | None = None,
+    launch_id: str = "",
 ) -> list[dict[str, Any]]:
-    """Run every configuration in this process, one after the other, refreshing the CSV after each.
+    """Run every configuration in this process, one after the other (``configs`` lists required runs first).
 
-    ``csv_ids`` are the runs the CSV lists (default: ``configs``'); finished ones appear, the rest when done.
+    A run another process is training (or whose required run it is training) is put off until the others are
+    done, then waited for, so the sweep ends with every run finished. With ``csv_name`` the configurations join
+    that suite (:meth:`ResultStore.add_to_suite`, unless already members) and its CSV is rebuilt after each run.
     """
-    rows = []
-    ids = csv_ids if csv_ids is not None else [c.run_id for c in configs]
-    for i, cfg in enumerate(configs, 1):
-        status = store.status(cfg.run_id)
-        if not needs_run(status, force, retry_failed):
-            print(f"[{i}/{len(configs)}] {cfg.run_id}: already {status}, skipped (--force to rerun)", flush=True)
-            rows.append(store.read(cfg.run_id) or {})
-            continue
-        print(f"[{i}/{len(configs)}] {cfg.run_id}", flush=True)
+    launch_id = launch_id or new_launch_id()
+    if csv_name:
+        store.add_to_suite(csv_name, [c.run_id for c in configs])
+    rows: list[dict[str, Any]] = [{} for _ in configs]
+    deferred: list[int] = []
+    n = len(configs)
+
+    def attempt(i: int, wait_s: float) -> None:
+        cfg = configs[i]
         try:
-            maybe = execute(cfg, store, force=force, retry_failed=retry_failed, progress=progress)
-        except RunBusyError as exc:
+            maybe = execute(
+                cfg,
+                store,
+                force=force,
+                retry_failed=retry_failed,
+                progress=progress,
+                lock_wait_s=wait_s,
+                launch_id=launch_id,
+                dependency_wait_s=wait_s,
+            )
+        except DependencyFailed as exc:
             print(f"    skipped: {exc}", flush=True)
-            rows.append(store.read(cfg.run_id) or {})
-            continue
+            return
+        except RunBusyError as exc:
+            if wait_s == 0:
+                print(f"    {exc}; put off until the other runs are done", flush=True)
+                deferred.append(i)
+            else:
+                print(f"    skipped: {exc}", flush=True)
+            return
         row = maybe if maybe is not None else (store.read(cfg.run_id) or {})
         if row.get("status") == "failed":
             print(f"    FAILED: {row.get('error')}", flush=True)
-        rows.append(row)
+        rows[i] = row
         if csv_name:
-            store.write_csv(csv_name, ids)
+            store.write_csv(csv_name)
+
+    for i, cfg in enumerate(configs):
+        status = store.status(cfg.run_id)
+        if not needs_run(status, force, retry_failed):
+            print(f"[{i + 1}/{n}] {cfg.run_id}: {skip_reason(str(status))}", flush=True)
+            rows[i] = store.read(cfg.run_id) or {}
+            continue
+        print(f"[{i + 1}/{n}] {cfg.run_id}", flush=True)
+        attempt(i, 0.0)
+    for i in list(deferred):  # in plan order: a required run before its dependants
+        print(f"[{i + 1}/{n}] {configs[i].run_id}: waiting for the process that holds it", flush=True)
+        attempt(i, math.inf)
     return rows
 
 
@@ -265,7 +385,8 @@ def print_plan(planned: list[PlannedRun], suite_name: str) -> dict[str, int]:
     for p in planned:
         c = p.config
         label = METHODS.get(c.method).label(c.method_cfg)
-        print(f"{p.state:8s} {p.run_id:45s} {label:18s} {c.dataset:16s} seed {c.seed}")
+        needs = f"  needs {', '.join(d.run_id for d in c.requires)}" if c.requires else ""
+        print(f"{p.state:8s} {p.run_id:45s} {label:18s} {c.dataset:16s} seed {c.seed}{needs}")
     counts = plan_counts(planned)
     print(
         f"suite {suite_name}: {counts['runs']} runs, {counts['ok']} done, {counts['failed']} failed, "

@@ -45,6 +45,10 @@ class NonFiniteLossError(FloatingPointError):
     """A training step returned a NaN or infinite loss; the run is stopped and recorded as failed."""
 
 
+class NonFiniteOutputError(FloatingPointError):
+    """Evaluation produced NaN or infinite logits (diverged weights or BatchNorm statistics); the run fails."""
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -189,7 +193,15 @@ def evaluate(method: Method, split: str) -> dict[str, float]:
                 uni.setdefault(m, []).append(lg.float().cpu())
     finally:
         model.train(was_training)
-    return classification_metrics(torch.cat(logits), torch.cat(labels), {m: torch.cat(v) for m, v in uni.items()})
+    fused, per_modality = torch.cat(logits), {m: torch.cat(v) for m, v in uni.items()}
+    for name, values in {"fused": fused, **per_modality}.items():
+        if not torch.isfinite(values).all():
+            raise NonFiniteOutputError(
+                f"non-finite {name} logits on the {split} split ({int((~torch.isfinite(values)).sum())} values) "
+                "in evaluation mode: the weights or BatchNorm running statistics diverged although the training "
+                "loss stayed finite; lower train.lr or use a larger train.batch_size / data.image_size"
+            )
+    return classification_metrics(fused, torch.cat(labels), per_modality)
 
 
 def select_epochs(history: list[dict[str, Any]], metric: str) -> dict[str, int]:
@@ -428,7 +440,18 @@ def fit(
     start_epoch = 0
     ckpt = store.checkpoint_path(config.run_id) if (store is not None and config.train.checkpoint) else None
     if ckpt is not None and resume and ckpt.is_file():
-        start_epoch, history, step_times = load_checkpoint(ckpt, method)
+        try:
+            start_epoch, history, step_times = load_checkpoint(ckpt, method)
+        except Exception as exc:  # unreadable or foreign: set it aside and start over (same result, seeded)
+            os.replace(ckpt, ckpt.with_name(ckpt.name + ".corrupt"))
+            print(
+                f"warning: checkpoint {ckpt} cannot be resumed ({type(exc).__name__}: {exc}); moved to "
+                f"{ckpt.name}.corrupt, training {config.run_id} from the start",
+                file=sys.stderr,
+                flush=True,
+            )
+            setup = build_run(config, store, on_model)
+            method, ctx = setup.method, setup.ctx
     cuda = method.device.type == "cuda"
     bar = Progress(f"[{config.method}/{config.dataset}/s{config.seed}]", epochs, progress)
     wall_start = time.perf_counter()
@@ -485,6 +508,8 @@ def fit(
         "wall_time_s": wall,
         "mean_step_ms": 1000.0 * float(np.mean(step_times)) if step_times else None,
         "device": str(method.device) + (f" ({torch.cuda.get_device_name()})" if cuda else ""),
+        "config_id": config.config_id,
+        "torch_threads": torch.get_num_threads(),  # CPU results depend on it (see docs/cluster.md)
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
         "host": platform.node(),
@@ -512,6 +537,8 @@ def failed_row(config: RunConfig, error: BaseException) -> dict[str, Any]:
         "label": METHODS.get(config.method).label(config.method_cfg),
         **config.flat(),
         "error": f"{type(error).__name__}: {error}",
+        "config_id": config.config_id,
+        "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
         "host": platform.node(),

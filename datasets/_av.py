@@ -2,6 +2,11 @@
 
 A subclass states its raw layout (where the wav files, the frame folders or videos and the split files are)
 and its audio recipe (sample rate, clip length, tiling); preparing, caching and loading are shared.
+
+The default (``data.frame_sampling="official"``) feeds what IGM's ``CREMA.py`` / ``KS.py`` feed: the first
+``data.frames`` entries of the frame folder's ``os.listdir`` order (recorded at prepare time), train
+``RandomResizedCrop(224)`` + flip per frame with the box drawn on the original frame, test ``Resize((224,
+224))``. The one difference left: the training crop is cut from the stored 224x224 copy (docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from datasets._common import (
     default_cache_dir,
     frames_to_tensor,
     load_audio,
+    load_image,
     log_stft,
-    read_image,
     read_video,
     segment_indices,
     tile_to,
+    video_frame_size,
     write_packed,
 )
 
@@ -60,9 +66,10 @@ class AVConfig(DatasetConfig):
     cache: str = field(default="", metadata=NOT_IDENTITY)
     # Frames per clip fed to the visual encoder.
     frames: int = 1
-    # "random": a random frame per segment for training, the segment centres for val/test (our default);
-    # "official": the first ``frames`` entries of the frame folder's os.listdir, always (the official loaders).
-    frame_sampling: Literal["random", "official"] = "random"
+    # "official": the first ``frames`` entries of the frame folder's os.listdir, train and test (CREMA.py 84-90,
+    # KS.py 122-134: the random index they draw is unused); "random": a random frame per equal segment of the
+    # stored frames for training, the segment centres for val/test.
+    frame_sampling: Literal["official", "random"] = "official"
     image_size: int = 224
 
 
@@ -78,25 +85,35 @@ class AVDataset(MultimodalDataset):
     hop: ClassVar[int] = 353
     store_size: ClassVar[int] = 224
     max_frames: ClassVar[int] = 10
+    # clips whose frame folder has fewer entries are left out (0: none); KS.py keeps only folders with more
+    # than 3 (``len(os.listdir(dir)) > 3``); ``--option min_frames=N`` overrides it
+    min_frames: ClassVar[int] = 0
     download_hint: ClassVar[str] = ""
 
     # -- raw release ------------------------------------------------------------------------------------
     @classmethod
-    def audio_path(cls, root: Path, clip: str) -> Path:
+    def audio_path(cls, root: Path, clip: str, split: str) -> Path:
         raise NotImplementedError
 
     @classmethod
-    def frame_dir(cls, root: Path, clip: str) -> Path:
+    def frame_dir(cls, root: Path, clip: str, split: str) -> Path:
         raise NotImplementedError
 
     @classmethod
-    def video_path(cls, root: Path, clip: str) -> Path | None:
+    def video_path(cls, root: Path, clip: str, split: str) -> Path | None:
         return None
 
     @classmethod
-    def split_rows(cls, root: Path) -> list[tuple[str, int, str]]:
-        """(clip, label index, official split) for every clip of the official split files."""
+    def split_rows(cls, root: Path) -> list[tuple[str, int | str, str]]:
+        """(clip, label, official split) for every clip of the official split files, in file order; the label
+        is a class index, or a name that :meth:`label_indices` maps."""
         raise NotImplementedError
+
+    @classmethod
+    def label_indices(cls, root: Path, train_labels: list[int | str]) -> dict[int | str, int]:
+        """Class index of every label in the split files (``train_labels``: those of the kept training clips,
+        in file order). Default: the labels are the indices already."""
+        return {}
 
     @classmethod
     def audio_features(cls, path: str | os.PathLike, pad_mode: str = "constant") -> np.ndarray:
@@ -111,48 +128,92 @@ class AVDataset(MultimodalDataset):
         return (1 + cls.n_fft // 2, 1 + int(round(cls.sample_rate * cls.seconds)) // cls.hop)
 
     @classmethod
-    def raw_samples(cls, root: Path) -> list[Sample]:
-        samples = []
+    def raw_samples(cls, root: Path, min_frames: int | None = None) -> tuple[list[Sample], int]:
+        """The samples of the release and the number of clips left out by the ``min_frames`` filter.
+
+        Stored frames: the first ``max_frames`` of the folder in sorted order, plus any of the first
+        ``max_frames`` ``os.listdir`` entries beyond them (so that "official" sampling finds them); the
+        manifest keeps the listdir order (``listdir``) and how many sorted frames "random" sampling uses
+        (``segments``). A clip with a missing wav or frames is kept, and reported bad by ``prepare``.
+        """
+        least = cls.min_frames if min_frames is None else int(min_frames)
+        samples: list[Sample] = []
+        left_out = 0
         for clip, label, split in cls.split_rows(root):
-            fdir = cls.frame_dir(root, clip)
-            source: dict[str, Any] = {"audio": str(cls.audio_path(root, clip))}
+            fdir = cls.frame_dir(root, clip, split)
+            audio = cls.audio_path(root, clip, split)
+            source: dict[str, Any] = {"audio": str(audio), "label": label}
             extra: dict[str, Any] = {}
-            names = [n for n in os.listdir(fdir) if n.lower().endswith(IMAGE_EXTS)] if fdir.is_dir() else []
+            entries = os.listdir(fdir) if fdir.is_dir() else []
+            names = [n for n in entries if n.lower().endswith(IMAGE_EXTS)]
+            video = None if names else cls.video_path(root, clip, split)
             if names:
                 ordered = sorted(names)[: cls.max_frames]
+                ordered += [n for n in names[: cls.max_frames] if n not in set(ordered)]
                 source["frames"] = [str(fdir / n) for n in ordered]
                 pos = {n: i for i, n in enumerate(ordered)}
                 extra["listdir"] = [pos[n] for n in names if n in pos]  # os.listdir order, for "official"
-                count = len(ordered)
+                extra["segments"] = min(len(names), cls.max_frames)
+                count, n_seen = len(ordered), len(entries)
+            elif video is not None and video.exists():
+                source["video"] = str(video)
+                count = 0  # known after decoding; resolved in prepare()
+                try:
+                    n_seen = _video_seconds(str(video))[0]
+                except Exception:
+                    n_seen = 1
             else:
-                video = cls.video_path(root, clip)
-                if video is None or not video.exists():
-                    # keep the clip: decode() reports it as bad (missing frames) and prepare goes on
-                    source["frames"] = [str(fdir / "<missing>")]
-                    count = 1
-                else:
-                    source["video"] = str(video)
-                    count = 0  # known after decoding; resolved in prepare()
-            samples.append(Sample(id=clip, label=label, split=split, source=source, count=count, extra=extra))
-        return samples
+                # keep the clip: decode() reports it as bad (missing frames) and prepare goes on
+                source["frames"] = [str(fdir / "<missing>")]
+                count, n_seen = 1, -1
+            present = audio.exists() and n_seen >= 0
+            if present and n_seen < least:
+                left_out += 1
+                continue
+            source["present"] = present
+            samples.append(Sample(id=clip, label=-1, split=split, source=source, count=count, extra=extra))
+        kept_train = [s.source["label"] for s in samples if s.split == "train" and s.source["present"]]
+        index = cls.label_indices(root, kept_train)
+        for s in samples:
+            key = s.source.pop("label")
+            if key in index:
+                s.label = index[key]
+            elif isinstance(key, (int, np.integer)) and not isinstance(key, bool) and 0 <= int(key) < len(cls.classes):
+                s.label = int(key)
+            else:
+                s.source["bad_label"] = f"label {key!r} is not a class of the training split"
+        return samples, left_out
 
     @classmethod
     def decode(cls, s: Sample, pad_mode: str = "constant") -> dict[str, np.ndarray]:
+        if "bad_label" in s.source:
+            raise ValueError(s.source["bad_label"])
         spec = cls.audio_features(s.source["audio"], pad_mode)
         if "video" in s.source:
             frames, _ = read_video(s.source["video"], cls.store_size, every_seconds=1.0)
+            size = video_frame_size(s.source["video"])
             frames = frames[: s.count]
             if len(frames) < s.count:  # the container's frame count was an estimate: repeat the last frame
                 frames = np.concatenate([frames, np.repeat(frames[-1:], s.count - len(frames), axis=0)])
         else:
-            frames = np.stack([read_image(p, cls.store_size) for p in s.source["frames"]])
-        return {"audio": spec.astype(np.float16), "frames": frames}
+            loaded = [load_image(p, cls.store_size) for p in s.source["frames"]]
+            frames, size = np.stack([f for f, _ in loaded]), loaded[0][1]
+        return {"audio": spec.astype(np.float16), "frames": frames, "frame_size": np.array(size, dtype=np.int32)}
 
     @classmethod
-    def prepare(cls, root: str, out: str = "", progress: bool = True, pad_mode: str = "constant") -> dict[str, Any]:
-        """Raw release -> packed cache (spectrograms float16, frames uint8 store_size^2). Resumable."""
+    def prepare(
+        cls,
+        root: str,
+        out: str = "",
+        progress: bool = True,
+        pad_mode: str = "constant",
+        min_frames: int | str | None = None,
+    ) -> dict[str, Any]:
+        """Raw release -> packed cache (spectrograms float16, frames uint8 store_size^2, the original frame
+        size). Resumable. Clips with fewer than ``min_frames`` frame-folder entries are left out."""
         raw = check_root(cls.name, root, cls.download_hint)
-        samples = cls.raw_samples(raw)
+        least = cls.min_frames if min_frames is None else int(min_frames)
+        samples, left_out = cls.raw_samples(raw, least)
         for s in samples:  # clips given as videos: count their 1-fps frames first (cheap: metadata only)
             if "video" in s.source:
                 try:
@@ -169,14 +230,18 @@ class AVDataset(MultimodalDataset):
             "hop": cls.hop,
             "pad_mode": pad_mode,
             "store_size": cls.store_size,
+            "min_frames": least,
         }
         fields = {
             "audio": FieldSpec(cls.spec_shape(), "float16"),
             "frames": FieldSpec((cls.store_size, cls.store_size, 3), "uint8", ragged=True),
+            "frame_size": FieldSpec((2,), "int32"),
         }
-        return write_packed(
+        summary = write_packed(
             out_dir, cls.name, samples, fields, lambda s: cls.decode(s, pad_mode), params, progress=progress
         )
+        summary["left_out"] = left_out
+        return summary
 
     # -- training side ----------------------------------------------------------------------------------
     @property
@@ -207,13 +272,15 @@ class AVDataset(MultimodalDataset):
         cache = self._cache()
         audio = torch.from_numpy(np.asarray(cache.array("audio")[row], dtype=np.float32)).unsqueeze(0)
         stored = cache.items("frames", row)
+        entry = cache.samples[row]
         k = self.cfg.frames
         if self.cfg.frame_sampling == "official":
-            order = cache.samples[row].get("listdir") or list(range(len(stored)))
+            order = entry.get("listdir") or list(range(len(stored)))
             picks = [order[min(j, len(order) - 1)] for j in range(k)]
         else:
-            picks = segment_indices(len(stored), k, train)
-        visual = frames_to_tensor(stored[picks], self.cfg.image_size, train)
+            picks = segment_indices(entry.get("segments", len(stored)), k, train)
+        size = cache.array("frame_size")[row] if "frame_size" in cache.fields else None  # older caches: none
+        visual = frames_to_tensor(stored[picks], self.cfg.image_size, train, source_size=size)
         return {"audio": audio, "visual": visual}
 
     def split(self, name: str) -> CachedSplit:
@@ -230,7 +297,8 @@ class RawSplit(torch.utils.data.Dataset):
     def __init__(self, ds: AVDataset, split: str) -> None:
         cache = ds._cache()
         root = check_root(ds.name, ds.cfg.root, ds.download_hint)
-        by_id = {s.id: s for s in type(ds).raw_samples(root)}
+        samples, _ = type(ds).raw_samples(root, cache.params.get("min_frames", 0))
+        by_id = {s.id: s for s in samples}
         self.samples = [by_id[i] for i in cache.splits[split]]
         self.ds = ds
         self.pad_mode = cache.params.get("pad_mode", "constant")

@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None, dataset: str | None = None) -> int:
                 action="append",
                 default=[],
                 metavar="KEY=VALUE",
-                help="dataset-specific prepare option (e.g. pad_mode=reflect, tokenizer=PATH)",
+                help="dataset option, e.g. pad_mode=reflect, min_frames=0, tokenizer=PATH, window_fill=resample",
             )
         else:
             p.add_argument("--limit", type=int, default=64)
@@ -40,6 +40,8 @@ def main(argv: Sequence[str] | None = None, dataset: str | None = None) -> int:
             opts = dict(o.split("=", 1) for o in args.option)
             summary = cls.prepare(args.root, args.out, progress=not args.no_progress, **opts)
             print(f"{name}: {summary['done']} samples in {summary['out']}; {len(summary['bad'])} bad input(s)")
+            if summary.get("left_out"):
+                print(f"  {summary['left_out']} clip(s) left out: fewer frames than min_frames (IGM's filter)")
             for sid, why in sorted(summary["bad"].items()):
                 print(f"  bad: {sid}: {why}")
         else:

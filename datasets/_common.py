@@ -364,15 +364,73 @@ def log_stft(x: np.ndarray, n_fft: int = 512, hop: int = 353, pad_mode: str = "c
 # -- frames ------------------------------------------------------------------------------------------------
 
 
-def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
-    """An image file as uint8 (size, size, 3), resized (bilinear, aspect not kept, like ``Resize((s, s))``)."""
+PIL_RESAMPLE = {"bilinear": 2, "bicubic": 3}  # PIL.Image.Resampling.BILINEAR / BICUBIC
+
+
+def load_image(path: str | os.PathLike, size: int, resample: str = "bilinear") -> tuple[np.ndarray, tuple[int, int]]:
+    """An image file as uint8 (size, size, 3) and its original (width, height).
+
+    Resized like torchvision's ``Resize((size, size))`` on a PIL image (PIL ``resize``, aspect not kept) with
+    ``resample`` "bilinear" (the audio-visual loaders' default) or "bicubic" (IGM's image-text test transform).
+    """
     from PIL import Image
 
     with Image.open(path) as im:
         im = im.convert("RGB")
+        original = im.size
         if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+            im = im.resize((size, size), PIL_RESAMPLE[resample])
+        return np.asarray(im, dtype=np.uint8), original
+
+
+def read_image(path: str | os.PathLike, size: int, resample: str = "bilinear") -> np.ndarray:
+    """:func:`load_image` without the original size."""
+    return load_image(path, size, resample)[0]
+
+
+def random_resized_crop_box(
+    width: int, height: int, scale: Sequence[float], ratio: Sequence[float] = (3 / 4, 4 / 3)
+) -> tuple[int, int, int, int]:
+    """torchvision's ``RandomResizedCrop.get_params`` for an image of (width, height): (top, left, h, w).
+
+    Same draws from torch's global generator as the official loaders make on the original image, so one seed
+    gives one box whatever size the cached copy has.
+    """
+    from torchvision.transforms import RandomResizedCrop
+
+    shape_only = torch.empty(1, 1, 1).expand(1, height, width)  # get_params reads only the shape
+    return tuple(RandomResizedCrop.get_params(shape_only, list(scale), list(ratio)))
+
+
+def resized_crop(
+    img: np.ndarray, box: Sequence[int], source_size: Sequence[int] | None, size: int, resample: str
+) -> np.ndarray:
+    """Crop ``box`` = (top, left, h, w), given on the original image of ``source_size`` = (W, H), out of the
+    stored copy ``img`` (uint8 HxWx3) and resize it to (size, size) with PIL.
+
+    When the copy has the original's size this is exactly torchvision's ``resized_crop`` on a PIL image (crop,
+    then resize). Otherwise the box is mapped onto the copy (fractional coordinates) and PIL resamples that
+    region: the same part of the picture, resampled from the copy instead of the original.
+    """
+    from PIL import Image
+
+    top, left, h, w = (int(v) for v in box)
+    pil = Image.fromarray(np.ascontiguousarray(img))
+    width, height = (int(source_size[0]), int(source_size[1])) if source_size is not None else pil.size
+    if (width, height) == pil.size:
+        out = pil.crop((left, top, left + w, top + h)).resize((size, size), PIL_RESAMPLE[resample])
+    else:
+        sx, sy = pil.size[0] / width, pil.size[1] / height
+        region = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+        out = pil.resize((size, size), PIL_RESAMPLE[resample], box=region)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def normalize(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W): ``ToTensor`` (x / 255) then ``Normalize(mean, std)``."""
+    x = torch.from_numpy(np.array(frames)).movedim(-1, -3).float().div_(255.0)
+    shape = (3, 1, 1)
+    return (x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
 
 
 def segment_indices(n: int, k: int, train: bool, generator: torch.Generator | None = None) -> list[int]:
@@ -402,30 +460,39 @@ def frames_to_tensor(
     std: Sequence[float] = IMAGENET_STD,
     scale: tuple[float, float] = (0.08, 1.0),
     flip: bool = True,
+    source_size: Sequence[int] | None = None,
+    trace: list[Any] | None = None,
 ) -> torch.Tensor:
     """uint8 (T, H, W, 3) frames -> normalised float (3, T, size, size).
 
-    Train: RandomResizedCrop(size, scale) + horizontal flip, drawn independently per frame as in the official
-    loaders; otherwise a plain resize to (size, size). Random draws use torch's global generator (seeded and
-    checkpointed by the trainer).
+    Train: per frame, as the official loaders, ``RandomResizedCrop(size, scale)`` (bilinear) then a horizontal
+    flip with probability 0.5; the box is drawn on the original frame of ``source_size`` = (W, H) (the
+    stored frame when unknown) and cut from the stored copy (:func:`resized_crop`). Otherwise a plain resize to
+    (size, size) when the stored frame has another size. Draws use torch's global generator (seeded and
+    checkpointed by the trainer), in the official order: crop, flip, next frame. ``trace`` receives each
+    training frame's (box, flipped).
     """
-    from torchvision.transforms import v2
     from torchvision.transforms.v2 import functional as TF
 
-    x = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
+    frames = np.asarray(frames)
+    if source_size is None:
+        source_size = (frames.shape[2], frames.shape[1])
+    width, height = int(source_size[0]), int(source_size[1])
     outs = []
-    for f in x:
+    for f in frames:
         if train:
-            i, j, h, w = v2.RandomResizedCrop.get_params(f, scale=list(scale), ratio=[3 / 4, 4 / 3])
-            f = TF.resized_crop(f, i, j, h, w, [size, size], antialias=True)
-            if flip and torch.rand(1).item() < 0.5:
-                f = TF.horizontal_flip(f)
-        elif f.shape[-1] != size or f.shape[-2] != size:
-            f = TF.resize(f, [size, size], antialias=True)
-        outs.append(f)
-    y = torch.stack(outs).float().div_(255.0)
-    y = (y - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    return y.permute(1, 0, 2, 3).contiguous()
+            box = random_resized_crop_box(width, height, scale)
+            f = resized_crop(f, box, (width, height), size, "bilinear")
+            flipped = bool(flip and torch.rand(1).item() < 0.5)
+            if flipped:
+                f = f[:, ::-1]
+            if trace is not None:
+                trace.append((box, flipped))
+        elif f.shape[0] != size or f.shape[1] != size:
+            t = TF.resize(torch.from_numpy(np.array(f)).permute(2, 0, 1), [size, size], antialias=True)
+            f = t.permute(1, 2, 0).numpy()
+        outs.append(np.ascontiguousarray(f))
+    return normalize(np.stack(outs), mean, std).permute(1, 0, 2, 3).contiguous()
 
 
 def check_root(name: str, root: str, hint: str) -> Path:
@@ -470,3 +537,12 @@ def read_video(
     if not frames:
         raise ValueError("no decodable video frame")
     return np.stack(frames), fps
+
+
+def video_frame_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of a video's frames, from the container's metadata."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return int(stream.width), int(stream.height)

@@ -1,10 +1,21 @@
 """Common code of the image-text releases (Twitter2015, Sarcasm): tweet text as token ids + one image.
 
-Follows IGM's ``datasets/twitter_dataset.py`` (mie_igm.md 10): ``clean_str`` keeps alphabetic words,
-``pre_caption`` lowercases, strips punctuation and keeps 50 words; BERT tokenizer (bert-base-uncased, with
-[CLS]/[SEP]); images: train RandomResizedCrop(224, scale (0.5, 1), bicubic) + flip + RandAugment(2, 7),
-test Resize((224, 224)) bicubic, CLIP mean/std. Tokens are computed once by ``prepare`` and stored as int32
-(padded with the tokenizer's pad id 0 to ``max_tokens``); the encoders mask the padding.
+The default pipeline feeds what IGM's ``datasets/twitter_dataset.py`` / ``sarcasm_dataset.py`` and
+``datasets/__init__.py`` feed:
+
+* text: Twitter keeps the alphabetic words (``clean_str``: ``\\b[A-Za-z]+\\b``, so tokens that mix letters with
+  digits or ``_`` are dropped), then ``pre_caption``; Sarcasm applies ``pre_caption`` only (digits, ``@``,
+  ``<user>`` and ``_`` stay). ``pre_caption``: lower case, strip ``,.'!?"()*#:;~``, ``-`` and ``/`` to spaces,
+  ``<person>`` to ``person``, runs of whitespace to one space, at most 50 words (``max_tokens`` 50);
+* tokens: the BERT tokenizer with [CLS]/[SEP] and no truncation (IGM calls it with ``padding='longest'`` and a
+  ``max_length`` that, without ``truncation=True``, cuts nothing); ids are stored padded with 0 to the longest
+  text of the release, and the text encoder drops the batch's all-padding tail, so the model sees the batch
+  padded to its longest text, as in IGM;
+* images: test ``Resize((224, 224))`` bicubic from the original (stored so at prepare time); train
+  ``RandomResizedCrop(224, scale=(0.5, 1), bicubic)`` with the box drawn on the original image's size, a
+  horizontal flip, then ALBEF's ``RandomAugment(2, 7)`` (``datasets/_randaugment.py``); CLIP mean/std.
+
+Difference left: the training crop is cut from the stored 224x224 copy, not from the original (docs/datasets.md).
 
 Tokenizers come only from the local cache: ``tokenizer=bert-base-uncased`` (Hugging Face cache, read with
 ``local_files_only=True``), a local directory holding ``vocab.txt``, or ``clip:<open_clip model>`` for the
@@ -33,23 +44,54 @@ from datasets._common import (
     Sample,
     check_root,
     default_cache_dir,
-    read_image,
+    load_image,
+    normalize,
+    random_resized_crop_box,
+    resized_crop,
     write_packed,
 )
+from datasets._randaugment import AlbefRandomAugment
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-SPLIT_FILES = {"train": ("train",), "val": ("dev", "valid", "val"), "test": ("test",)}
+# stems of the split files: the original releases' and IGM's ({train,test}_data.json); no val file -> carved
+SPLIT_FILES = {
+    "train": ("train", "train_data"),
+    "val": ("dev", "valid", "val", "valid_data", "dev_data"),
+    "test": ("test", "test_data"),
+}
+MAX_WORDS = 50  # IGM configs: max_tokens 50, passed to the datasets as max_words
+TRAIN_SCALE = (0.5, 1.0)  # IGM datasets/__init__.py 23
 
 
 class TokenizerMissing(FileNotFoundError):
     """The tokenizer files are not in the local cache (nothing is downloaded at run time)."""
 
 
-def clean_text(text: str, max_words: int = 50) -> str:
-    """IGM's ``clean_str`` + ``pre_caption``: alphabetic words only, lower case, no punctuation, <= 50 words."""
-    text = re.sub(r"[^A-Za-z\s]", " ", text).lower()
-    return " ".join(text.split()[:max_words])
+def alphabetic_words(text: str) -> str:
+    """IGM Twitter's ``clean_str``: the runs of ASCII letters that stand as whole words, joined by spaces."""
+    return " ".join(re.findall(r"\b[A-Za-z]+\b", text))
+
+
+_CAPTION_PUNCT = re.compile(r"[,.'!?\"()*#:;~]")
+
+
+def pre_caption(text: str, max_words: int = MAX_WORDS) -> str:
+    """ALBEF's ``pre_caption`` as IGM uses it (``twitter_dataset.py`` 14-34, ``sarcasm_dataset.py`` 14-34)."""
+    text = _CAPTION_PUNCT.sub("", text.lower())
+    text = text.replace("-", " ").replace("/", " ").replace("<person>", "person")
+    text = re.sub(r"\s{2,}", " ", text).rstrip("\n").strip(" ")
+    words = text.split(" ")  # split on single spaces, as the release: a lone tab stays inside a word
+    return " ".join(words[:max_words]) if len(words) > max_words else text
+
+
+def clean_text(text: str, cleaning: str, max_words: int = MAX_WORDS) -> str:
+    """``cleaning`` "twitter" (alphabetic words, then pre_caption) or "caption" (pre_caption only: Sarcasm)."""
+    if cleaning == "twitter":
+        text = alphabetic_words(text)
+    elif cleaning != "caption":
+        raise ValueError(f"unknown text cleaning {cleaning!r}; expected 'twitter' or 'caption'")
+    return pre_caption(text, max_words)
 
 
 def load_tokenizer(name: str) -> tuple[Any, int]:
@@ -94,38 +136,44 @@ class ImageTextConfig(DatasetConfig):
     root: str = field(default="", metadata=NOT_IDENTITY)
     cache: str = field(default="", metadata=NOT_IDENTITY)
     image_size: int = 224
-    # "igm": the IGM training augmentation; "none": the test transform for training too (the AMSS code).
-    augment: Literal["igm", "none"] = "igm"
+    # "igm": IGM's training augmentation (crop, flip, ALBEF RandomAugment(2, 7) with its two quirks);
+    # "igm_corrected": the same without the quirks (AutoContrast's wrapped offset, Sharpness's unclipped cast);
+    # "none": the test transform for training too (the AMSS code).
+    augment: Literal["igm", "igm_corrected", "none"] = "igm"
 
 
 class ImageTextDataset(MultimodalDataset):
-    """Base of the packed image-text datasets; subclasses name their files and classes."""
+    """Base of the packed image-text datasets; subclasses name their files, classes and text cleaning."""
 
     Config: ClassVar[type] = ImageTextConfig
     classes: ClassVar[tuple[str, ...]] = ()
-    store_size: ClassVar[int] = 256
-    max_tokens: ClassVar[int] = 128
+    text_cleaning: ClassVar[str] = "caption"  # see clean_text
+    store_size: ClassVar[int] = 224
     download_hint: ClassVar[str] = ""
     annotation_dirs: ClassVar[tuple[str, ...]] = ("annotations", ".")
     image_dirs: ClassVar[tuple[str, ...]] = ("images",)
 
     # -- raw release ------------------------------------------------------------------------------------
     @classmethod
-    def find_file(cls, root: Path, split: str) -> Path:
+    def find_file(cls, root: Path, split: str) -> Path | None:
+        """The split's annotation file; None for a missing val file (validation is then carved from train)."""
         for d in cls.annotation_dirs:
             for stem in SPLIT_FILES[split]:
                 for ext in (".tsv", ".json", ".jsonl", ".txt"):
                     p = root / d / f"{stem}{ext}"
                     if p.exists():
                         return p
+        if split == "val":
+            return None
         raise DatasetNotFoundError(
-            f"no {split} annotation file ({'/'.join(SPLIT_FILES[split])}.tsv|json|jsonl) under "
+            f"no {split} annotation file ({'|'.join(SPLIT_FILES[split])}.tsv|json|jsonl) under "
             f"{', '.join(str(root / d) for d in cls.annotation_dirs)}. {cls.download_hint}"
         )
 
     @classmethod
     def read_rows(cls, path: Path) -> list[dict[str, Any]]:
-        """Rows as {"text", "image", "label"}; tsv (TomBERT / AMSS columns) or json / jsonl (IGM)."""
+        """Rows as {"text", "image", "label"}: json / jsonl (IGM's Sarcasm), IGM's tsv (header ``Label``,
+        ``ImageID``, ``String``, read with pandas as IGM does) or TomBERT's / AMSS's tsv (``#1 Label`` ...)."""
         if path.suffix in (".json", ".jsonl"):
             text = path.read_text(encoding="utf-8")
             data = (
@@ -134,6 +182,16 @@ class ImageTextDataset(MultimodalDataset):
                 else [json.loads(x) for x in text.splitlines() if x.strip()]
             )
             return [{"text": str(d["text"]), "image": str(d["image"]), "label": int(d["label"])} for d in data]
+        with path.open(encoding="utf-8", newline="") as fh:
+            header = [h.strip() for h in fh.readline().rstrip("\r\n").split("\t")]
+        if {"Label", "ImageID", "String"} <= set(header):  # IGM's converted tsv: pandas.read_csv(sep="\t")
+            import pandas as pd
+
+            table = pd.read_csv(path, sep="\t")
+            return [
+                {"text": str(t), "image": str(i), "label": int(lab)}
+                for t, i, lab in zip(table["String"], table["ImageID"], table["Label"])
+            ]
         rows = []
         with path.open(encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -158,18 +216,24 @@ class ImageTextDataset(MultimodalDataset):
 
     @classmethod
     def image_path(cls, root: Path, image: str) -> Path:
+        """IGM joins the image folder with the basename of the ``image`` field (``sarcasm_dataset.py`` 58);
+        a relative path and a name without ``.jpg`` are also tried."""
+        base = image.split("/")[-1]
         for d in cls.image_dirs:
-            for name in (image, f"{image}.jpg"):
+            for name in (base, image, f"{base}.jpg"):
                 p = root / d / name
-                if p.exists():
+                if p.is_file():
                     return p
-        return root / cls.image_dirs[0] / image
+        return root / cls.image_dirs[0] / base
 
     @classmethod
     def raw_samples(cls, root: Path) -> list[Sample]:
         samples = []
         for split in ("train", "val", "test"):
-            for k, r in enumerate(cls.read_rows(cls.find_file(root, split))):
+            path = cls.find_file(root, split)
+            if path is None:
+                continue
+            for k, r in enumerate(cls.read_rows(path)):
                 samples.append(
                     Sample(
                         id=f"{split}/{k}",
@@ -182,27 +246,42 @@ class ImageTextDataset(MultimodalDataset):
 
     @classmethod
     def prepare(
-        cls, root: str, out: str = "", progress: bool = True, tokenizer: str = "bert-base-uncased"
+        cls,
+        root: str,
+        out: str = "",
+        progress: bool = True,
+        tokenizer: str = "bert-base-uncased",
+        store_size: int | str | None = None,
     ) -> dict[str, Any]:
-        """Raw release -> packed cache: images uint8 256x256, cleaned text as int32 token ids. Resumable."""
+        """Raw release -> packed cache: test images uint8 (bicubic from the original), their original size,
+        cleaned text as int32 token ids padded with 0 to the longest text (none is truncated). Resumable."""
         raw = check_root(cls.name, root, cls.download_hint)
         samples = cls.raw_samples(raw)
+        size = int(store_size or cls.store_size)
         encode, context = load_tokenizer(tokenizer)
-        width = context or cls.max_tokens
+        ids = {s.id: list(encode(clean_text(s.source["text"], cls.text_cleaning))) for s in samples}
+        width = context or max((len(v) for v in ids.values()), default=1)
 
         def decode(s: Sample) -> dict[str, np.ndarray]:
-            ids = list(encode(clean_text(s.source["text"])))[:width]
             if not 0 <= s.label < len(cls.classes):
                 raise ValueError(f"label {s.label} outside 0..{len(cls.classes) - 1}")
             tokens = np.zeros(width, dtype=np.int32)
-            tokens[: len(ids)] = ids
-            return {"image": read_image(s.source["image"], cls.store_size), "text": tokens}
+            tokens[: len(ids[s.id])] = ids[s.id][:width]
+            image, original = load_image(s.source["image"], size, "bicubic")
+            return {"image": image, "image_size": np.array(original, dtype=np.int32), "text": tokens}
 
         fields = {
-            "image": FieldSpec((cls.store_size, cls.store_size, 3), "uint8"),
+            "image": FieldSpec((size, size, 3), "uint8"),
+            "image_size": FieldSpec((2,), "int32"),
             "text": FieldSpec((width,), "int32"),
         }
-        params = {"tokenizer": tokenizer, "width": width, "store_size": cls.store_size, "clean": "igm-50"}
+        params = {
+            "tokenizer": tokenizer,
+            "width": width,
+            "store_size": size,
+            "resize": "bicubic",
+            "clean": f"igm-{cls.text_cleaning}-{MAX_WORDS}",
+        }
         out_dir = Path(out) if out else default_cache_dir(cls.name)
         return write_packed(out_dir, cls.name, samples, fields, decode, params, progress=progress)
 
@@ -226,31 +305,53 @@ class ImageTextDataset(MultimodalDataset):
             self._packed = PackedCache(where, self.name, hint)
         return self._packed
 
-    def image_tensor(self, img: np.ndarray, train: bool) -> torch.Tensor:
-        from torchvision.transforms import InterpolationMode, v2
-        from torchvision.transforms.v2 import functional as TF
+    def augmented(
+        self,
+        img: np.ndarray,
+        source_size: Any = None,
+        rng: np.random.RandomState | None = None,
+        trace: list[Any] | None = None,
+    ) -> np.ndarray:
+        """IGM's training transform up to ``ToTensor`` on a stored image: uint8 (size, size, 3).
 
-        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)
+        Crop box and flip draw from torch's global generator in torchvision's order; RandomAugment draws from
+        ``rng`` (default: a numpy RandomState seeded from torch's generator, so a seeded run repeats). ``trace``
+        receives the crop box (top, left, h, w), the flip and the ops that ran.
+        """
         size = self.cfg.image_size
-        if train and self.cfg.augment == "igm":
-            if not hasattr(self, "_augment"):
-                self._augment = v2.Compose(
-                    [
-                        v2.RandomResizedCrop(size, scale=(0.5, 1.0), interpolation=InterpolationMode.BICUBIC),
-                        v2.RandomHorizontalFlip(),
-                        v2.RandAugment(num_ops=2, magnitude=7),
-                    ]
-                )
-            x = self._augment(x)
+        if source_size is None:
+            source_size = (img.shape[1], img.shape[0])
+        box = random_resized_crop_box(int(source_size[0]), int(source_size[1]), TRAIN_SCALE)
+        x = resized_crop(img, box, source_size, size, "bicubic")
+        flip = bool(torch.rand(1).item() < 0.5)
+        if flip:
+            x = np.ascontiguousarray(x[:, ::-1])
+        if rng is None:
+            rng = np.random.RandomState(int(torch.randint(2**31 - 1, (1,))))
+        augment = AlbefRandomAugment(2, 7, corrected=self.cfg.augment == "igm_corrected")
+        ops = augment.sample(rng)
+        if trace is not None:
+            trace += [box, flip, ops]
+        return augment.apply(x, ops)
+
+    def image_tensor(
+        self, img: np.ndarray, train: bool, source_size: Any = None, rng: np.random.RandomState | None = None
+    ) -> torch.Tensor:
+        """A stored image -> normalised float (3, size, size): IGM's train or test transform."""
+        if train and self.cfg.augment != "none":
+            x = self.augmented(img, source_size, rng)
         else:
-            x = TF.resize(x, [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
-        y = x.float().div_(255.0)
-        return (y - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
+            x = img
+            size = self.cfg.image_size
+            if x.shape[0] != size or x.shape[1] != size:  # a cache stored at another size than asked for
+                x = resized_crop(x, (0, 0, x.shape[0], x.shape[1]), None, size, "bicubic")
+        return normalize(x, CLIP_MEAN, CLIP_STD)
 
     def make_item(self, row: int, train: bool) -> dict[str, torch.Tensor]:
         cache = self._cache()
         text = torch.from_numpy(np.asarray(cache.array("text")[row], dtype=np.int64))
-        return {"text": text, "image": self.image_tensor(cache.array("image")[row], train)}
+        size = cache.array("image_size")[row] if "image_size" in cache.fields else None  # older caches: none
+        return {"text": text, "image": self.image_tensor(np.asarray(cache.array("image")[row]), train, size)}
 
     def split(self, name: str) -> CachedSplit:
         return CachedSplit(self._cache(), name, self.make_item)

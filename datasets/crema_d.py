@@ -4,7 +4,8 @@ Follows the OGM-GE / IGM loaders (baselines.md 1.3, mie_igm.md 10):
 
 * audio: ``librosa.load(sr=22050)``, ``np.tile(x, 3)[:66150]``, clip to [-1, 1], STFT n_fft 512 / hop 353
   (Hann, centred), ``log(|S| + 1e-7)`` -> (1, 257, 188), no normalisation;
-* visual: frames extracted at 1 fps (first frame of every second); ``data.frames`` (default 1) per clip;
+* visual: frames extracted at 1 fps (first frame of every second); ``data.frames`` (default 1) per clip, the
+  first of the folder's ``os.listdir`` (``CREMA.py`` 84-90; ``data.frame_sampling=random`` for random frames);
   train RandomResizedCrop(224) + flip, test Resize((224, 224)), ImageNet mean/std;
 * splits: the OGM-GE ``train.csv`` (6,698) / ``test.csv`` (744), ``clip,EMO`` rows; validation: 10 % of train,
   stratified, seed 0, saved in the cache's ``splits.json`` (the official code has none and selects on test).
@@ -16,8 +17,8 @@ Raw layout under ``data.root`` (the paths the official preprocessing writes)::
     VideoFlash/<clip>.flv            # decoded at prepare time (first frame of every second)
     train.csv, test.csv              # or annotations/{train,test}.csv (IGM), from OGM-GE data/CREMAD/
 
-Deliberate difference: frames are stored at 224x224 in the cache, so the training crop is taken from a
-224x224 resize of the frame rather than the original 480x360 frame. Test frames are identical.
+Deliberate difference: frames are stored at 224x224 in the cache, so the training crop (its box drawn on the
+original 480x360 frame, as the official code draws it) is cut from the 224x224 copy. Test frames are identical.
 """
 
 from __future__ import annotations
@@ -51,19 +52,19 @@ class CremaD(AVDataset):
     train_defaults = AV_TRAIN_DEFAULTS
 
     @classmethod
-    def audio_path(cls, root: Path, clip: str) -> Path:
+    def audio_path(cls, root: Path, clip: str, split: str) -> Path:
         return root / "AudioWAV" / f"{clip}.wav"
 
     @classmethod
-    def frame_dir(cls, root: Path, clip: str) -> Path:
+    def frame_dir(cls, root: Path, clip: str, split: str) -> Path:
         return root / "Image-01-FPS" / clip
 
     @classmethod
-    def video_path(cls, root: Path, clip: str) -> Path | None:
+    def video_path(cls, root: Path, clip: str, split: str) -> Path | None:
         return root / "VideoFlash" / f"{clip}.flv"
 
     @classmethod
-    def split_rows(cls, root: Path) -> list[tuple[str, int, str]]:
+    def split_rows(cls, root: Path) -> list[tuple[str, int | str, str]]:
         rows = []
         for split in ("train", "test"):
             path = next((p for p in (root / f"{split}.csv", root / "annotations" / f"{split}.csv") if p.exists()), None)

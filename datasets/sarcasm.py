@@ -1,13 +1,16 @@
 """Multimodal sarcasm detection (Cai et al. 2019): 24,635 tweets with an image, 2 classes.
 
-Official splits 19,816 / 2,410 (valid) / 2,409; valid is our validation split (IGM selects on test).
-Raw layout under ``data.root`` -- IGM's JSON annotations or the AMSS tsv copy::
+Raw layouts under ``data.root``, either IGM's (``sarcasm_dataset.py``, configs/sarcasm.json)::
 
-    annotations/{train,valid,test}.json   [{"image": ..., "text": ..., "label": 0|1}, ...]  (or .jsonl / .tsv
-                                          with columns Label, String, ImageID)
-    images/<image>                        (or dataset_image/, the original release's folder)
+    annotations/{train,test}_data.json    [{"image": ".../<name>.jpg", "text": ..., "label": 0|1}, ...]
+    images/<basename of image>
 
-Text/image pipeline: datasets/_imagetext.py (IGM's, same as Twitter-2015).
+or the suite's earlier one: ``annotations/{train,valid,test}.json`` (or .jsonl, or the AMSS tsv with columns
+Label, String, ImageID) and ``images/`` or ``dataset_image/`` (the original release's folder).
+
+Splits: 19,816 / 2,410 (valid) / 2,409 in the original release; a valid file is our validation split, and
+without one (IGM's layout) validation is 10 % of train, stratified, seed 0. Text: ``pre_caption`` only (IGM:
+digits, ``@``, ``<user>`` and ``_`` stay; apostrophes go, ``can't`` -> ``cant``), at most 50 words.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ class Sarcasm(ImageTextDataset):
 
     name = "sarcasm"
     classes = ("not_sarcastic", "sarcastic")
+    text_cleaning = "caption"
     annotation_dirs = ("annotations", "text", ".")
     image_dirs = ("images", "dataset_image")
     download_hint = (
         "Download the sarcasm release of Cai et al. 2019 (https://github.com/headacheboy/data-of-multimodal-"
-        "sarcasm-detection: dataset_image/ and the text splits) and write annotations/{train,valid,test}.json "
-        "with fields image, text, label (IGM's layout) next to it in one directory RAW."
+        "sarcasm-detection: dataset_image/ and the text splits) and write annotations/{train,test}_data.json "
+        "with fields image, text, label (IGM's layout) and the images in images/ in one directory RAW."
     )
     # IGM configs (mie_igm.md 7): Adam beta (0.9, 0.99), wd 1e-4, lr 1e-5, batch 12.
     train_defaults = {

@@ -19,7 +19,9 @@ Official behaviour kept (``variant="official"``, the default):
 * the Shapley logits omit the both-zeroed output (``v(empty) = 0``); the code computes ``f_00`` but never uses
   it, so we skip that pass (same numbers, one pass less);
 * the cumulative means are updated after the coefficients are computed (the first step sees rbar = 1);
-* outside the modulation window the last kappa stays in force (the code only updates the scale inside it).
+* outside the modulation window the last kappa stays in force (the code only updates the scale inside it);
+* the window counts epochs from 1, as the released loop (``AgmConfig.first_epoch``);
+* ``model.apply(weight_init)`` of ``run/CREMAD_main.py``: xavier-normal head, zero bias, Kaiming-uniform convs.
 
 ``variant="paper"`` follows the paper: Shapley values with the both-zeroed output, padded passes without
 gradient (they only measure the modalities), and each modality's encoder gradients multiplied by kappa_m
@@ -39,7 +41,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +49,7 @@ from torch import nn
 
 from benchmark.data import Batch
 from benchmark.method import EpochWindowConfig, Method, upcast
+from benchmark.models import apply_official_init
 from benchmark.registry import register_method
 
 
@@ -144,9 +147,14 @@ class _ScaleGrad(torch.autograd.Function):
 
 @dataclass
 class AgmConfig(EpochWindowConfig):
+    # The released loop numbers its epochs from 1 (run/CREMAD_main.py: start_epoch = 1, range(start_epoch,
+    # EPOCHS + 1); window test `modulation_starts <= epoch <= modulation_ends` in train()).
+    first_epoch: ClassVar[int] = 1
+
     # Modulation strength (author, CREMA-D: 1.5; AV-MNIST 2.5; UR-Funny 4.0; parser default 1.0).
     alpha: float = 1.5
-    # Inclusive, 0-based epoch window (author: "a continuous process of modulation", 0-1500 of 1500 epochs).
+    # Inclusive epoch window, epochs counted from 1 as in the code (author: "a continuous process of
+    # modulation", 0-1500 of 1500 epochs, i.e. every epoch).
     modulation_starts: int = 0
     modulation_ends: int = 1500
     # "official": gradient through the padded passes, Shapley without f_00; "paper": see module docstring.
@@ -181,6 +189,11 @@ class Agm(Method):
             "method.modulation_ends": 1500,
         },
     }
+
+    def build_model(self) -> nn.Module:
+        """The fusion model with AGM's ``model.apply(weight_init)`` (``run/CREMAD_main.py``): xavier-normal head
+        with zero bias, and Kaiming-*uniform* conv kernels in the ResNet18 encoders (``utils/function_tools.py``)."""
+        return apply_official_init(super().build_model(), conv="uniform")
 
     def setup(self) -> None:
         if not isinstance(getattr(self.model, "encoders", None), nn.ModuleDict) or not hasattr(self.model, "fusion"):

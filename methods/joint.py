@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
+from torch import nn
 
 from benchmark.data import Batch
 from benchmark.method import Method
+from benchmark.models import apply_official_init
 from benchmark.registry import register_method
 
 
@@ -14,6 +16,11 @@ class Joint(Method):
     """Joint training: cross-entropy on the fused logits of the model.fusion head (concat, sum, FiLM, gated)."""
 
     name = "joint"
+
+    def build_model(self) -> nn.Module:
+        """The fusion model, initialised as OGM-GE's ``Normal`` path (``--modulation Normal``): ``main.py``
+        applies ``model.apply(weight_init)`` whatever the modulation (xavier-normal heads, zero bias)."""
+        return apply_official_init(super().build_model())
 
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
         out = self.forward(batch)

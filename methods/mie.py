@@ -18,8 +18,9 @@ loss is optimised with SAM (Eq. 7-8). Prediction fuses the modalities' own outpu
 
 * ``official`` (default; what the released code does): mixup on the trained modality's input; loss
   ``(1 - flat_ratio) * mixup-CE + flat_ratio * CE(head_perturbed(features), unmixed labels)`` where every
-  parameter tensor of the modality is moved by ``rho * g / ||g||`` (per-tensor norm) and never moved back;
-  fusion = mean of the modalities' softmax; every stage restarts from the best checkpoint so far.
+  parameter tensor of the modality is moved by ``rho * g / ||g||`` (per-tensor norm, by rebinding ``.data`` as
+  the code does, see :func:`perturb_per_tensor_`) and never moved back; fusion = mean of the modalities'
+  softmax; every stage restarts from the best checkpoint so far.
 * ``paper``: textbook SAM (one global norm over the modality's parameters, perturb, recompute the whole forward
   incl. the encoder, take the gradient there, restore the parameters exactly), plain CE, no mixup, no restart,
   MLA's entropy-weighted fusion with per-sample weights (see :func:`entropy_weighted_fusion`).
@@ -29,7 +30,8 @@ validation split (``restart_select="test_official"`` gives the code's best-on-te
 decomposed with ``torch.linalg.eigh`` in float64 (same result as the code's ``torch.svd`` for a symmetric PSD
 matrix; scipy's ``evr`` driver and an SVD take over where LAPACK fails to converge); a degenerate spectrum
 (all eigenvalues equal) gives ``T = I`` instead of a division by zero; a tensor whose gradient is exactly zero
-is not perturbed (the code would write NaN).
+is not perturbed (the code would write NaN); mixup draws from torch's RNG (the code: lambda from numpy's);
+one ``rho`` for encoder and head (the code's ``noise_ratio``/``noise_ratio_cls``, equal in every config).
 """
 
 from __future__ import annotations
@@ -182,18 +184,22 @@ def modify_gradient_(weight: nn.Parameter, t: torch.Tensor) -> None:
 
 @torch.no_grad()
 def perturb_per_tensor_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None], rho: float) -> None:
-    """Official code's SAM perturbation: ``p += rho * g_p / ||g_p||_2`` per tensor, never undone.
+    """Official code's SAM perturbation: ``p.data = p.data + rho * g_p / ||g_p||_2`` per tensor, never undone
+    (``train_CREMA.py`` lines 96-116 and 226-246).
 
-    A tensor whose gradient is None or exactly zero is left alone (the official code would divide by zero).
+    The parameter's data is *rebound* to a new tensor, as in the code, not changed in place. What autograd then
+    sees in a graph recorded before the call (``docs/methods/mie.md``, "What the perturbation reaches"): ops
+    that saved the parameter itself (Conv2d, BatchNorm, LayerNorm weights) read the perturbed value in the
+    backward pass; ``nn.Linear`` saved a view of the old storage (``weight.t()``), so its backward keeps the
+    unperturbed weight. An in-place ``add_`` would perturb both. A tensor whose gradient is None or exactly
+    zero is left alone (the code would write NaN).
     """
     for p, g in zip(params, grads):
         if g is None:
             continue
         norm = g.norm(2)
         if norm > 0:
-            # ``.data`` as in the code: the autograd graph of the current step keeps (and back-propagates
-            # through) the perturbed values without a version-counter error.
-            p.data.add_(g * (rho / norm))
+            p.data = p.data + g * (rho / norm)
 
 
 def sam_gradients(
@@ -245,12 +251,26 @@ def entropy_weighted_fusion(logits: dict[str, torch.Tensor]) -> torch.Tensor:
     return (weights.unsqueeze(2) * stacked).sum(0)
 
 
-def mixup(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Official ``mixup_data``: ``lam ~ Beta(alpha, alpha)``, mix with a random permutation of the batch."""
+MixupDraw = Callable[[int, float], tuple[float, torch.Tensor]]
+
+
+def beta_permutation_draw(batch_size: int, alpha: float) -> tuple[float, torch.Tensor]:
+    """The random part of mixup: ``lam ~ Beta(alpha, alpha)``, then a permutation of the batch (the official
+    ``mixup_data`` draws in this order, ``lam`` from numpy's global RNG; here both come from torch's)."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    return lam, torch.randperm(batch_size)
+
+
+def mixup(
+    x: torch.Tensor, alpha: float, draw: MixupDraw = beta_permutation_draw
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Official ``mixup_data`` (``utils/utils.py``): ``lam x + (1 - lam) x[perm]`` with ``(lam, perm) = draw(B,
+    alpha)``; ``alpha <= 0`` = no mixup (nothing drawn). ``draw`` is the seam through which the golden test
+    feeds the released code's recorded draws."""
     if alpha <= 0:
         return x, torch.arange(x.shape[0], device=x.device), 1.0
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    perm = torch.randperm(x.shape[0]).to(x.device)
+    lam, perm = draw(x.shape[0], alpha)
+    perm = perm.to(x.device)
     return lam * x + (1 - lam) * x[perm], perm, lam
 
 
@@ -301,21 +321,24 @@ def stage_schedule(epochs: int, order: Sequence[str], stage_epochs: Sequence[int
 
 
 class MieHead(nn.Module):
-    """``[fc0 = Linear(D, D_ref)] -> fc1 = Linear(D_ref, 256) -> ReLU -> fc2 = Linear(256, 64) -> fc3 = Linear(64, C)``.
+    """``[fc0 = Linear(D, D_ref)] -> fc1 = Linear(D_ref, 256) -> ReLU -> fc2 = Linear(256, 64) -> fc3 = Linear(64, C)``
+    (``hidden`` = (256, 64), IGM §4.2 and ``models/AudioVideo.py``; smaller only in tests).
 
     No nonlinearity between fc2 and fc3 (as in the paper and code). ``fc0`` exists only when this modality's
     feature size differs from the first modality's (the official image head's ``Linear(1000, 768)``), so that
     fc1-fc3 have the same shapes in every modality and can be matched for gradient modification.
     """
 
-    def __init__(self, in_dim: int, num_classes: int, ref_dim: int | None = None) -> None:
+    def __init__(
+        self, in_dim: int, num_classes: int, ref_dim: int | None = None, hidden: tuple[int, int] = (256, 64)
+    ) -> None:
         super().__init__()
         ref = ref_dim or in_dim
         self.fc0 = nn.Linear(in_dim, ref) if ref != in_dim else None
-        self.fc1 = nn.Linear(ref, 256)
+        self.fc1 = nn.Linear(ref, hidden[0])
         self.relu = nn.ReLU()
-        self.fc2 = nn.Linear(256, 64)
-        self.fc3 = nn.Linear(64, num_classes)
+        self.fc2 = nn.Linear(hidden[0], hidden[1])
+        self.fc3 = nn.Linear(hidden[1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fc0 is not None:
@@ -326,12 +349,20 @@ class MieHead(nn.Module):
 class MieModel(nn.Module):
     """One encoder and one head per modality; ``forward`` fuses the heads' outputs (``fusion``)."""
 
-    def __init__(self, encoders: nn.ModuleDict, num_classes: int, fusion: str = "mean_softmax") -> None:
+    def __init__(
+        self,
+        encoders: nn.ModuleDict,
+        num_classes: int,
+        fusion: str = "mean_softmax",
+        head_dims: tuple[int, int] = (256, 64),
+    ) -> None:
         super().__init__()
         self.encoders = encoders
         self.modalities = tuple(encoders.keys())
         ref = int(encoders[self.modalities[0]].out_dim)
-        self.heads = nn.ModuleDict({m: MieHead(int(e.out_dim), num_classes, ref) for m, e in encoders.items()})
+        self.heads = nn.ModuleDict(
+            {m: MieHead(int(e.out_dim), num_classes, ref, tuple(head_dims)) for m, e in encoders.items()}
+        )
         self.fusion = fusion
 
     def branch(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -429,6 +460,8 @@ class Mie(Method):
         warmup_factor: float = 1.0 / 3.0
         # Keep the cosine between successive modalities' head gradients (Figure 1); cheap.
         track_grad_cosine: bool = True
+        # Output sizes of every head's fc1 and fc2 (IGM §4.2: 256, 64); the golden test uses smaller heads.
+        head_dims: tuple[int, int] = (256, 64)
 
         def validate(self) -> None:
             if self.tau <= 0:
@@ -441,6 +474,8 @@ class Mie(Method):
                 raise ValueError(f"method.gm_scope must be in [0, 1] or none (head only), got {self.gm_scope}")
             if self.mixup_alpha < 0:
                 raise ValueError(f"method.mixup_alpha must be >= 0, got {self.mixup_alpha}")
+            if len(self.head_dims) != 2 or any(int(d) < 1 for d in self.head_dims):
+                raise ValueError(f"method.head_dims must be two positive sizes (fc1, fc2), got {self.head_dims}")
 
     dataset_defaults = {
         # The embedded dataset: 19 steps per epoch at batch 64 are too few for the deep per-modality heads, so
@@ -513,6 +548,8 @@ class Mie(Method):
         self._grad_sum: torch.Tensor | None = None
         self._grad_n = 0
         self._cos: list[tuple[float, float]] = []
+        # mixup's (lam, permutation) source; the golden test replaces it with the released code's draws.
+        self.mixup_draw: MixupDraw = beta_permutation_draw
         self._art: dict[str, Any] = {
             "stages": [],
             "initial": {},
@@ -531,7 +568,7 @@ class Mie(Method):
         info, mcfg = self.ctx.info, self.ctx.config.model
         encoders = nn.ModuleDict({m: build_encoder(info, mcfg, m) for m in info.modalities})
         fusion = "mean_softmax" if self.cfg.variant == "official" else "entropy"
-        return MieModel(encoders, info.num_classes, fusion)
+        return MieModel(encoders, info.num_classes, fusion, tuple(self.cfg.head_dims))
 
     def stage_of(self, epoch: int) -> Stage:
         for s in self.stages:
@@ -632,7 +669,7 @@ class Mie(Method):
         svals: dict[str, list[float]] = {}
         for n, mom in moments.items():
             t, lam, _ = flat_spectrum(mom, self.cfg.tau)
-            self.T[n] = t.to(self.device, torch.float32)
+            self.T[n] = t.to(self.device, matched[n][0].weight.dtype)
             svals[n] = [float(v) for v in lam]
         t2 = time.perf_counter()
         self._art["singular_values"][source] = svals
@@ -701,16 +738,18 @@ class Mie(Method):
     def _official_loss(self, x: torch.Tensor, y: torch.Tensor, m: str, params: list[nn.Parameter]) -> torch.Tensor:
         """``(1-r) mixup-CE + r CE(head_perturbed(f), y)`` (official ``train_withP``/``train_withoutP``)."""
         use_mix = not self.cfg.mixup_modalities or m in self.cfg.mixup_modalities
-        x, perm, lam = mixup(x, self.cfg.mixup_alpha if use_mix else 0.0)
+        x, perm, lam = mixup(x, self.cfg.mixup_alpha if use_mix else 0.0, self.mixup_draw)
         with self.autocast():
             feat, logits = self.model.branch(m, x)
             loss_ori = lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y[perm])
         if not self.cfg.use_sam:
             return loss_ori
         grads = torch.autograd.grad(loss_ori, params, retain_graph=True, allow_unused=True)
+        # Rebinding, as the code does: the graph of ``loss_ori`` keeps the unperturbed nn.Linear weights (head),
+        # while its conv/BatchNorm weights (encoder) are read perturbed in the backward pass; ``loss_tmp`` is the
+        # perturbed head on the unperturbed features (``train_CREMA.py`` 96-122; docs/methods/mie.md).
         perturb_per_tensor_(params, grads, self.cfg.rho)
         with self.autocast():
-            # ``feat`` is the unperturbed encoder output: only the head's perturbation acts here (as in the code).
             loss_tmp = F.cross_entropy(self.model.heads[m](feat), y)
         r = self.cfg.flat_ratio
         return (1 - r) * loss_ori + r * loss_tmp

@@ -25,9 +25,13 @@ modality just back-propagated: ``k = P r^T``, ``P <- P - k k^T / (alpha + r k)``
 ``variant="paper"``: the projection runs with OWM's scalar denominator, and each test sample is weighted by
 its own entropies (softmax over classes).
 
+Initialisation: the shared head gets ``weight_init`` (``model.apply(weight_init)``, ``main.py``); the encoders'
+own init is the same Kaiming fan-out / BatchNorm 1-0.
+
 Deliberate differences: ``zero_grad(set_to_none=True)`` between the modality steps (PyTorch >= 2 default), so
 the first modality's encoder does not receive a second momentum-only update during the second modality's step
-(it did under PyTorch 1.8); any number of modalities (the official code has 2 or 3).
+(it did under PyTorch 1.8); any number of modalities (the official code has 2 or 3); the entropy uses
+``log_softmax`` (finite where the released ``log(softmax)`` of an underflowing probability is NaN).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from torch import nn
 
 from benchmark.data import Batch
 from benchmark.method import Method, MethodConfig, upcast
-from benchmark.models import ModelOutput, build_encoders
+from benchmark.models import ModelOutput, build_encoders, official_weight_init
 from benchmark.registry import register_method
 
 
@@ -112,6 +116,9 @@ class SharedHeadModel(nn.Module):
         self.encoders = encoders
         self.modalities = tuple(encoders.keys())
         self.head = nn.Linear(next(iter(dims.values())), num_classes)
+        # main.py ``model.apply(weight_init)``: xavier-normal weight, zero bias (the ResNet encoders already have
+        # its Kaiming fan-out / BatchNorm 1-0 init; pretrained encoders are not re-initialised).
+        self.head.apply(official_weight_init)
 
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         return {m: self.encoders[m](batch[m]) for m in self.modalities}

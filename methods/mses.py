@@ -9,9 +9,12 @@ The authors released no code; we follow the re-implementation of the AGM authors
 * after every epoch, each modality's cross-entropy ``L_m`` (its own head) on the monitored split, smoothed as
   ``L~_m(t) = s * L_m(t-1) + (1 - s) * L_m(t)`` with ``s = method.smoothing`` = 0.6 (the *raw* previous loss;
   epoch 1 unsmoothed); the epoch with the lowest ``L~_m`` (strictly lower) is the modality's best epoch;
-* when ``epoch - best_epoch_m > method.patience`` (80) the modality stops: its gradients are switched off
-  and the model is reloaded from that modality's best epoch; once every modality has stopped, training ends
-  (the remaining epochs only re-evaluate the final model).
+* when ``epoch - best_epoch_m > method.patience`` (80) the modality stops: the model is reloaded from that
+  modality's best epoch and its gradients are multiplied by 0 -- but only while
+  ``modulation_starts <= epoch <= modulation_ends`` (``CREMAD_main.py:211``; AGM's window, 0 and 20 by default,
+  epochs counted from 1: ``methods.mslr.AgmWindowConfig``); outside the window the stopped modality trains on
+  (with the default window and patience an early stop can only come after the window has closed). Once every
+  modality has stopped, training ends (the remaining epochs only re-evaluate the final model).
 
 Where we differ:
 
@@ -21,7 +24,8 @@ Where we differ:
   modality's best epoch (rolling back the other modalities as well) and multiplies the stopped modality's
   gradients by zero, so SGD momentum and weight decay still move its weights a little, as that code does.
   ``variant=paper`` does the evident intent of "early-stop each modality separately": only the stopped
-  modality's encoder and head are restored to their best epoch, and they are frozen exactly.
+  modality's encoder and head are restored to their best epoch, and they are frozen exactly (whatever the
+  window).
 * The learning rates of the current schedule are kept when an optimiser state is reloaded.
 * ``L_m`` is the mean cross-entropy over the split's samples (AGM averages per-batch means).
 """
@@ -38,9 +42,10 @@ from torch import nn
 
 from benchmark.data import Batch
 from benchmark.fusion import SumFusion
-from benchmark.method import Method, MethodConfig, upcast
+from benchmark.method import Method, upcast
 from benchmark.models import FusionModel
 from benchmark.registry import register_method
+from methods.mslr import AgmWindowConfig
 
 
 def smoothed_loss(current: float, previous: float | None, smoothing: float) -> float:
@@ -96,7 +101,7 @@ class Mses(Method):
     }
 
     @dataclass
-    class Config(MethodConfig):
+    class Config(AgmWindowConfig):
         # Epochs without a new best smoothed loss before a modality stops (AGM code: > 80).
         patience: int = 80
         # Weight of the previous epoch's raw loss in the smoothed loss.
@@ -106,8 +111,11 @@ class Mses(Method):
         # official: reload the whole model + optimiser, zero the stopped grads; paper: restore and freeze
         # only the stopped modality.
         variant: Literal["official", "paper"] = "official"
+        # modulation_starts / modulation_ends: AGM's window (AgmWindowConfig), epochs 1-20 counted from 1,
+        # in which the official variant's gradient multipliers (0 for a stopped modality) act.
 
         def validate(self) -> None:
+            super().validate()
             if self.patience < 0:
                 raise ValueError(f"method.patience must be >= 0, got {self.patience}")
             if not 0.0 <= self.smoothing < 1.0:
@@ -159,13 +167,15 @@ class Mses(Method):
         loss = F.cross_entropy(upcast(out.logits), batch["label"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for m in self.stopped:
-            for p in self.modality_parameters(m):
-                if self.cfg.variant == "official":
-                    if p.grad is not None:
-                        p.grad.zero_()
-                else:
-                    p.grad = None
+        official = self.cfg.variant == "official"
+        if not official or self.cfg.in_window(self.epoch):
+            for m in self.stopped:
+                for p in self.modality_parameters(m):
+                    if official:
+                        if p.grad is not None:
+                            p.grad.zero_()  # x 0: momentum and weight decay still move it (CREMAD_main.py:219-226)
+                    else:
+                        p.grad = None
         self.optimizer.step()
         return {"loss": loss.item()}
 

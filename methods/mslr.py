@@ -6,10 +6,17 @@ There is no released code of the MSLR authors; the reference is the re-implement
 * model: late fusion by summation (``AVClassifier_Sum``: one linear classifier per modality, fused = sum), i.e.
   our ``model.fusion=sum`` head;
 * after ``backward`` the gradients of modality m's encoder and classifier are multiplied by ``c_m * r_m`` with
-  base coefficients ``c_audio = 0.9``, ``c_visual = 1.1``;
+  base coefficients ``c_audio = 0.9``, ``c_visual = 1.1`` (``CREMAD_main.py:194-209``), only while
+  ``modulation_starts <= epoch <= modulation_ends`` (0 and 20 by default, ``utils/config.py:74-75``; AGM counts
+  epochs from 1, ``CREMAD_main.py:611, 635``): from epoch 21 on the gradients are not scaled;
 * ``r_m = 1`` until a window of ``window`` (5) past epochs exists, then
   ``r_m = acc_m(epoch e) / mean(acc_m(e-window), ..., acc_m(e-1))`` -- the ratio of the modality's latest
-  accuracy to its mean over the preceding window -- and it applies during the next epoch.
+  accuracy to its mean over the preceding window -- and it applies during the next epoch
+  (``CREMAD_main.py:671-684``);
+* the accuracies come from AGM's ``test()``, which counts the audio accuracy inside the visual branch
+  (``CREMAD_main.py:402-404``: ``if label == v: acc_v += 1; acc_a += 1``): its "audio accuracy" is the visual
+  accuracy, so both ratios are the visual one. That is what produced the published MSLR numbers, and it is our
+  default (``method.accuracy=official``); ``accuracy=corrected`` gives each modality its own accuracy.
 
 Where we differ (documented in docs/methods/mslr.md):
 
@@ -17,7 +24,8 @@ Where we differ (documented in docs/methods/mslr.md):
   the test split, which we keep as the labelled variant ``method.acc_split=test`` (row label ``mslr[test-acc]``);
 * ``M`` modalities: the base coefficients default to values evenly spaced from 0.9 (first modality in the
   dataset's order) to 1.1 (last), which gives AGM's 0.9 / 1.1 for (audio, visual); ``method.coefficients``
-  sets them explicitly (``--set method.coefficients=audio:0.9,visual:1.1``).
+  sets them explicitly (``--set method.coefficients=audio:0.9,visual:1.1``). With ``accuracy=official`` every
+  modality's ratio is the last modality's (the visual one for audio-visual data).
 """
 
 from __future__ import annotations
@@ -33,6 +41,29 @@ from benchmark.data import Batch
 from benchmark.fusion import SumFusion
 from benchmark.method import Method, MethodConfig
 from benchmark.registry import register_method
+
+
+@dataclass
+class AgmWindowConfig(MethodConfig):
+    """AGM's modulation window, shared by its MSLR and MSES re-implementations: the gradient multipliers act
+    while ``modulation_starts <= epoch <= modulation_ends`` (``run/CREMAD_main.py:194, 211``; defaults 0 and 20,
+    ``utils/config.py:74-75``) with AGM's epochs counted **from 1** (``CREMAD_main.py:611, 635``), so the
+    default window is the first 20 epochs. ``in_window`` takes the trainer's 0-based epoch.
+    """
+
+    modulation_starts: int = 0
+    modulation_ends: int = 20
+
+    def validate(self) -> None:
+        if self.modulation_starts > self.modulation_ends:
+            raise ValueError(
+                f"method.modulation_starts ({self.modulation_starts}) must not exceed "
+                f"method.modulation_ends ({self.modulation_ends})"
+            )
+
+    def in_window(self, epoch: int) -> bool:
+        """Whether the trainer's (0-based) ``epoch`` is inside the window, AGM's epoch ``epoch + 1``."""
+        return self.modulation_starts <= epoch + 1 <= self.modulation_ends
 
 
 def base_coefficients(modalities: tuple[str, ...], low: float = 0.9, high: float = 1.1) -> dict[str, float]:
@@ -76,15 +107,20 @@ class Mslr(Method):
     }
 
     @dataclass
-    class Config(MethodConfig):
+    class Config(AgmWindowConfig):
         # Number of past epochs whose mean accuracy is the reference of the ratio (AGM: 5).
         window: int = 5
         # Split whose per-modality accuracy drives the ratios: val (ours) or test (AGM's code).
         acc_split: Literal["val", "test"] = "val"
+        # official: every modality's ratio from the last modality's accuracy (AGM's test() counts the audio
+        # accuracy from the visual prediction, CREMAD_main.py:402-404); corrected: each modality's own.
+        accuracy: Literal["official", "corrected"] = "official"
         # modality -> base coefficient; empty = evenly spaced 0.9 .. 1.1 in the dataset's modality order.
         coefficients: dict[str, float] = field(default_factory=dict)
+        # modulation_starts / modulation_ends: AGM's window (AgmWindowConfig), epochs 1-20 counted from 1.
 
         def validate(self) -> None:
+            super().validate()
             if self.window < 1:
                 raise ValueError(f"method.window must be >= 1, got {self.window}")
             bad = {m: c for m, c in self.coefficients.items() if c < 0}
@@ -93,7 +129,10 @@ class Mslr(Method):
 
     @classmethod
     def label(cls, cfg: Any) -> str:
-        return "mslr[test-acc]" if cfg.acc_split == "test" else "mslr"
+        parts = (["test-acc"] if cfg.acc_split == "test" else []) + (
+            ["corrected-acc"] if cfg.accuracy == "corrected" else []
+        )
+        return f"mslr[{','.join(parts)}]" if parts else "mslr"
 
     def setup(self) -> None:
         unknown = set(self.cfg.coefficients) - set(self.modalities)
@@ -118,6 +157,7 @@ class Mslr(Method):
         return groups
 
     def multipliers(self) -> dict[str, float]:
+        """``c_m * r_m``: the multipliers of the epoch after the latest evaluation, inside the window."""
         return {m: self.coefficients[m] * self.ratios[m] for m in self.modalities}
 
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
@@ -125,19 +165,23 @@ class Mslr(Method):
         loss = F.cross_entropy(out.logits, batch["label"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        mult = self.multipliers()
-        with torch.no_grad():
-            for m, params in self.groups.items():
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.mul_(mult[m])
+        if self.cfg.in_window(self.epoch):
+            mult = self.multipliers()
+            with torch.no_grad():
+                for m, params in self.groups.items():
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.mul_(mult[m])
+        else:  # outside AGM's window: plain gradients (CREMAD_main.py:227-232)
+            mult = dict.fromkeys(self.modalities, 1.0)
         self.optimizer.step()
         return {"loss": loss.item(), **{f"mult_{m}": v for m, v in mult.items()}}
 
     def on_evaluation_end(self, epoch: int, metrics: dict[str, dict[str, float]]) -> None:
         split = metrics[self.cfg.acc_split]
         for m in self.modalities:
-            self.acc_history[m].append(float(split[f"acc_{m}"]))
+            source = m if self.cfg.accuracy == "corrected" else self.modalities[-1]
+            self.acc_history[m].append(float(split[f"acc_{source}"]))
             self.ratios[m] = accuracy_ratio(self.acc_history[m], self.cfg.window)
         self.multiplier_history.append({"epoch": epoch + 1, **self.multipliers()})
 

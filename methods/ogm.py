@@ -12,7 +12,9 @@ Official behaviour kept (``variant="official"``, the default):
   head are not;
 * the GE noise is added to the conv gradients of *every* modality, also the one whose k is 1;
 * the tie ``rho_v == 1`` suppresses audio with ``k_a = 1 - tanh(alpha)``;
-* modulation happens in the inclusive, 0-based epoch window [modulation_starts, modulation_ends].
+* modulation happens in the inclusive epoch window [modulation_starts, modulation_ends], epochs numbered from 0
+  as in ``main.py``;
+* ``model.apply(weight_init)``: xavier-normal head, zero bias (``benchmark.models.apply_official_init``).
 
 Where we deliberately differ from the released code:
 
@@ -46,6 +48,7 @@ from torch import nn
 
 from benchmark.data import Batch
 from benchmark.method import EpochWindowConfig, Method, upcast
+from benchmark.models import apply_official_init
 from benchmark.registry import register_method
 
 
@@ -84,7 +87,7 @@ def modulation_coefficients(
 class OgmConfig(EpochWindowConfig):
     # Modulation strength (OGM-GE README: 0.8 for CREMA-D, 0.1 for VGGSound).
     alpha: float = 0.8
-    # Inclusive, 0-based epoch window in which gradients are modulated (official: 0-50 of 100 epochs).
+    # Inclusive epoch window in which gradients are modulated, numbered from 0 as main.py (official: 0-50 of 100).
     modulation_starts: int = 0
     modulation_ends: int = 50
     # "official": conv kernels only, GE noise on every modality; "paper": all encoder parameters, noise on the
@@ -135,6 +138,10 @@ class Ogm(Method):
         "twitter2015": {"method.scope": "weights"},
         "sarcasm": {"method.scope": "weights"},
     }
+
+    def build_model(self) -> nn.Module:
+        """The fusion model with ``model.apply(weight_init)`` as ``main.py`` (xavier-normal head, zero bias)."""
+        return apply_official_init(super().build_model())
 
     def setup(self) -> None:
         encoders = getattr(self.model, "encoders", None)

@@ -20,9 +20,14 @@ Official behaviour kept (``variant="official"``, the default): the step rule abo
 dominant modality's prototype distribution is pushed towards high entropy, ``loss -= per_weight * H(p_dom)``.
 The paper's exact coefficients are not restated here; ``per_weight`` and ``per_epochs`` are our defaults.
 
+The PCE window counts epochs from 0, as ``main()``'s ``for epoch in range(args.epochs)``; the model gets
+``model.apply(weight_init)`` as ``main()`` (xavier-normal head, zero bias).
+
 Where we differ from the released code: a class missing from the sampled batches would give a NaN prototype
-there; we read further batches until every class has been seen. Two modalities only (the paper and code
-define PMR for two).
+there; we read further batches until every class has been seen. The released ResNet18 defaults to
+``compress=True``, a conv/deconv bottleneck after ``layer2`` sized for 224x224 frames and PMR's own 257x299
+spectrograms (it crashes on OGM-GE's 257x188 ones); the suite's encoders have none (docs/methods/pmr.md). Two
+modalities only (the paper and code define PMR for two).
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from benchmark.data import Batch
 from benchmark.method import EpochWindowConfig, Method, upcast
+from benchmark.models import apply_official_init
 from benchmark.registry import register_method
 
 
@@ -71,13 +78,13 @@ def prototype_entropy(proto_logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class PmrConfig(EpochWindowConfig):
-    # Weight of the slower modality's PCE loss (official default 1.0).
+    # Weight of the slower modality's PCE loss (argparse default 1.0; CREMA-D: bash.sh line 58, 3.0).
     alpha: float = 1.0
-    # Prototype momentum mu (official momentum_coef 0.2).
+    # Prototype momentum mu (argparse default momentum_coef 0.2; every CREMA-D Proto line of bash.sh passes 0.0).
     momentum: float = 0.2
     # Fraction of the shuffled training batches used to recompute the prototypes (official: len(loader)//10).
     proto_fraction: float = 0.1
-    # Inclusive, 0-based epoch window of the PCE terms (official: 0-100 of 150 epochs).
+    # Inclusive epoch window of the PCE terms, numbered from 0 as main() (official: 0-100 of 150 epochs).
     modulation_starts: int = 0
     modulation_ends: int = 100
     # "official": no entropy regulariser; "paper": adds PER on the dominant modality early in training.
@@ -101,8 +108,12 @@ class Pmr(Method):
     name = "pmr"
     Config = PmrConfig
     dataset_defaults = {
-        # main_Prototype_grad.py / bash.sh: SGD(0.9, 1e-4) lr 1e-3 (checkpoint names), StepLR(70, 0.1), batch 64,
-        # 150 epochs, PCE in epochs 0-100, alpha 1.0, momentum 0.2.
+        # bash.sh line 58: `main_Prototype_grad.py --dataset CREMAD --modulation Proto --fusion_method film
+        # --num_frame 3 --epochs 150 --learning_rate 0.001 --modulation_starts 0 --modulation_ends 100 --alpha 3.0
+        # --train --momentum_coef 0.0`, with main()'s SGD(0.9, 1e-4), StepLR(70, 0.1) and batch 64: the CREMA-D
+        # Proto line whose epochs, lr and window agree with the parser defaults and the lr0.001-epoch150 checkpoint
+        # names of the same file. Its fusion (film) and frames (3) are not taken: model.fusion and data.frames are
+        # shared by every method of a suite. (No CREMA-D Proto line uses the parser's alpha 1.0 or momentum 0.2.)
         "crema_d": {
             "train.optimizer": "sgd",
             "train.lr": 1e-3,
@@ -113,12 +124,16 @@ class Pmr(Method):
             "train.gamma": 0.1,
             "train.batch_size": 64,
             "train.epochs": 150,
-            "method.alpha": 1.0,
-            "method.momentum": 0.2,
+            "method.alpha": 3.0,
+            "method.momentum": 0.0,
             "method.modulation_starts": 0,
             "method.modulation_ends": 100,
         },
     }
+
+    def build_model(self) -> nn.Module:
+        """The fusion model with ``model.apply(weight_init)`` as ``main_Prototype_grad.py`` (OGM-GE's init)."""
+        return apply_official_init(super().build_model())
 
     def setup(self) -> None:
         if len(self.modalities) != 2:

@@ -9,7 +9,9 @@ modality (encoder + its own ``fc``), a shared head ``Linear(D, 256)-ReLU-Linear(
 2. phase 1, ``epochs_per_stage`` epochs, a fresh SGD over the learner's encoder and the shared head, loss
    (per sample, batch mean) ``L = (-w1 + w2 q_y) log p_y / C`` with ``p = softmax(f_m)`` and
    ``q = softmax(boost_rate * sum_{j != m} f_j)`` from the other ensemble members (no gradient, train mode), plus
-   for t >= 1 ``alpha * MSE(softmax(f_m), softmax(f_prev))`` where ``prev`` is the previous stage's modality;
+   for t >= 1 ``alpha * MSE(softmax(f_m), softmax(f_prev))`` where ``prev`` is the previous stage's modality and
+   ``f_prev`` comes from a second train-mode forward of that learner, as released (its BatchNorm statistics are
+   updated twice per step);
 3. the learner joins (replaces its earlier self in) the ensemble;
 4. phase 2 (global rectification), ``correct_epoch`` epochs, a fresh SGD over every member's encoder, the shared
    head and ``boost_rate`` (not the members' own ``fc``), loss ``CE(boost_rate * sum_m f_m, y)``.
@@ -18,9 +20,11 @@ Learning rates: ``train.lr`` for both phases (official m_lr = e_lr = 0.01), x ``
 ``stage_lr_step`` stages (CREMA-D: x0.1 every 30); the optimisers are re-created at every phase (momentum reset).
 
 Learners start from the ``unimodal`` runs of the same dataset/model/data settings (official: pretrained unimodal
-checkpoints, and both learners are ensemble members from the start) with ``init_from="unimodal_runs"``; the runs
-are looked up in the result store and trained through the runner when missing. ``init_from="scratch"`` starts
-from random weights and an empty ensemble (the official code without ``--use_pretrain``).
+checkpoints, and both learners are ensemble members from the start) with ``init_from="unimodal_runs"``; they are
+declared by :meth:`ReconBoost.requires`, so the runner trains them (with the sweep's settings) before this run,
+and this run only reads their saved ``model.pt``. ``init_from="scratch"`` starts from random weights and an
+empty ensemble (the official code without ``--use_pretrain``): the first phase 1 sees the released constant
+``c0`` as a (B, 1) column, whose softmax gives ``q_y = 1`` (not a uniform 1/C).
 
 ``variant="official"``: the MSE term detaches both arguments, so it carries no gradient (alpha has no effect).
 ``variant="paper"``: our choice of the evident intent: the gradient flows through the current learner's
@@ -34,16 +38,14 @@ modalities (learners cycle in dataset order).
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.config import RunConfig, build_config
+from benchmark.config import RunConfig
 from benchmark.data import Batch
 from benchmark.method import Method, MethodConfig, build_optimizer, upcast
 from benchmark.models import ModelOutput, UnimodalModel, build_encoder, mlp_head
@@ -53,13 +55,16 @@ from benchmark.registry import register_method
 def boosting_loss(
     logits: torch.Tensor, others_logits: torch.Tensor, labels: torch.Tensor, w1: float, w2: float
 ) -> torch.Tensor:
-    """Batch mean of ``-w1 mean_c(T * log p) + w2 mean_c(T * q * log p)`` (official ``train.py``).
+    """Batch mean of ``-w1 mean_c(T * log p) + w2 mean_c(T * q * log p)`` (official ``train.py`` ~339).
 
     ``p = softmax(logits)`` (the current learner), ``q = softmax(others_logits)`` (the ensemble of the other
     learners, detached), T the one-hot labels; per sample this is ``(-w1 + w2 q_y) log p_y / C``.
+    ``others_logits`` of shape (B, 1) is the released empty ensemble (the constant ``c0`` as a (B, 1) column,
+    ``train.py`` ~236, ~332): its softmax is 1 and broadcasts over the classes, so ``q_y = 1``.
     """
+    q = F.softmax(others_logits.detach(), dim=1)
+    q_y = q[:, 0] if q.shape[1] == 1 else q.gather(1, labels.view(-1, 1)).squeeze(1)
     logp_y = F.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
-    q_y = F.softmax(others_logits.detach(), dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
     return ((-w1 + w2 * q_y) * logp_y / logits.shape[1]).mean()
 
 
@@ -129,10 +134,10 @@ class ReconBoost(Method):
         # Multiply the learning rate by stage_lr_gamma every stage_lr_step stages (0 = constant).
         stage_lr_step: int = 30
         stage_lr_gamma: float = 0.1
-        # "unimodal_runs": learners start from the unimodal method's runs (found in, or added to, the store);
+        # "unimodal_runs": learners start from the unimodal method's runs (run first by the runner: requires);
         # "scratch": random initialisation, empty ensemble.
         init_from: Literal["unimodal_runs", "scratch"] = "unimodal_runs"
-        # Epochs of those unimodal runs; 0 = the unimodal method's default for the dataset.
+        # Epochs of those unimodal runs; 0 = the sweep's train.epochs (else the unimodal method's default).
         unimodal_epochs: int = 0
 
         def validate(self) -> None:
@@ -155,7 +160,7 @@ class ReconBoost(Method):
         "crema_d": {"train.epochs": 800, "method.w1": 5.0, "method.w2": 1.0},
         "kinetics_sounds": {"train.epochs": 800, "method.w1": 5.0, "method.w2": 1.0},
         # Quick suite (6 epochs): three 1 + 1 stages (audio, visual, audio) on the quick suite's unimodal runs.
-        "av_digits": {"method.epochs_per_stage": 1, "method.correct_epoch": 1, "method.unimodal_epochs": 6},
+        "av_digits": {"method.epochs_per_stage": 1, "method.correct_epoch": 1},
     }
 
     # -- construction ----------------------------------------------------------------------------------
@@ -181,48 +186,61 @@ class ReconBoost(Method):
             self._load_unimodal_learners()
 
     # -- unimodal initialisation -----------------------------------------------------------------------
-    def unimodal_config(self, modality: str) -> RunConfig:
-        """The ``unimodal`` run whose weights initialise ``modality``'s learner (same model/data settings)."""
-        cfg, train = self.ctx.config, self.ctx.train
-        overrides: dict[str, Any] = {"method.modality": modality}
-        for prefix, section in (("model", cfg.model), ("data", cfg.data_cfg)):
+    @classmethod
+    def requires(cls, config: RunConfig, overrides: dict[str, Any]) -> list:
+        """One ``unimodal`` run per modality with the sweep's settings (``overrides`` without ``method.*``), this
+        run's ``model.*``/``data.*`` (the weights must fit) and ``train.epochs = method.unimodal_epochs`` if > 0."""
+        from benchmark.registry import DATASETS
+        from benchmark.suites import RunSpec
+
+        if config.method_cfg.init_from != "unimodal_runs":
+            return []
+        base = {k: v for k, v in overrides.items() if not k.startswith("method.")}
+        for prefix, section in (("model", config.model), ("data", config.data_cfg)):
             if section is not None:
-                overrides.update({f"{prefix}.{f.name}": getattr(section, f.name) for f in fields(section)})
-        if self.cfg.unimodal_epochs > 0:
-            overrides["train.epochs"] = self.cfg.unimodal_epochs
-        for key in ("max_steps_per_epoch", "deterministic", "device", "num_workers", "amp", "checkpoint"):
-            overrides[f"train.{key}"] = getattr(train, key)
-        overrides["train.save_model"] = True
-        return build_config("unimodal", cfg.dataset, cfg.seed, overrides)
+                base.update({f"{prefix}.{f.name}": getattr(section, f.name) for f in fields(section)})
+        if config.method_cfg.unimodal_epochs > 0:
+            base["train.epochs"] = config.method_cfg.unimodal_epochs
+        base["train.save_model"] = True
+        info = DATASETS.get(config.dataset)(config.data_cfg).info
+        return [
+            RunSpec("unimodal", config.dataset, config.seed, {**base, "method.modality": m}) for m in info.modalities
+        ]
+
+    def unimodal_config(self, modality: str) -> RunConfig:
+        """The ``unimodal`` run (one of ``config.requires``) whose weights initialise ``modality``'s learner."""
+        for dep in self.ctx.config.requires:
+            if dep.method == "unimodal" and dep.method_cfg.modality == modality:
+                return dep
+        raise ValueError(
+            f"reconboost run {self.ctx.config.run_id} has no unimodal run for {modality!r} in its requires; "
+            "build its configuration with benchmark.config.build_config (or set method.init_from=scratch)"
+        )
 
     def _load_unimodal_learners(self) -> None:
         store = self.ctx.store
         if store is None:
             raise ValueError(
-                "reconboost with method.init_from=unimodal_runs needs a result store to find or train the unimodal "
-                "runs; run it through run_all.py / the runner, or set method.init_from=scratch"
+                "reconboost with method.init_from=unimodal_runs reads the unimodal runs from a result store; run it "
+                "through run_all.py / the runner, or set method.init_from=scratch"
             )
-        from benchmark.runner import run_one
-
         model: ReconBoostModel = self.model  # type: ignore[assignment]
-        # Training a missing unimodal run re-seeds the global RNGs; keep this run's random stream unchanged.
-        rng = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-        try:
-            for m in self.modalities:
-                ucfg = self.unimodal_config(m)
-                path = store.run_dir(ucfg.run_id) / "model.pt"
-                if store.status(ucfg.run_id) != "ok" or not path.is_file():
-                    row = run_one(ucfg, store, force=store.status(ucfg.run_id) == "ok", progress=False)
-                    if row.get("status") != "ok" or not path.is_file():
-                        raise RuntimeError(
-                            f"unimodal run {ucfg.run_id} for reconboost's {m} learner failed: {row.get('error')}"
-                        )
+        for m in self.modalities:
+            ucfg = self.unimodal_config(m)
+            path = store.run_dir(ucfg.run_id) / "model.pt"
+            if store.status(ucfg.run_id) != "ok" or not path.is_file():
+                raise RuntimeError(
+                    f"reconboost's {m} learner needs the finished unimodal run {ucfg.run_id} ({path} is missing); "
+                    "run_all.py trains it first: launch the sweep again (with --retry-failed if it failed)"
+                )
+            try:
                 state = torch.load(path, map_location=self.device, weights_only=True)
-                model.learners[m].load_state_dict(state)
-        finally:
-            torch.set_rng_state(rng[0])
-            np.random.set_state(rng[1])
-            random.setstate(rng[2])
+            except Exception as exc:
+                raise RuntimeError(
+                    f"cannot read {path} ({type(exc).__name__}: {exc}); retrain unimodal run {ucfg.run_id} "
+                    "(run_all.py ... --methods unimodal --force)"
+                ) from None
+            model.learners[m].load_state_dict(state)
         # Official --use_pretrain: both learners are ensemble members (with their own fc) before stage 0.
         model.member.fill_(True)
 
@@ -280,19 +298,20 @@ class ReconBoost(Method):
             f_m = upcast(model.learner_logits(m, batch[m]))
         if others:
             ens = model.boost_rate.detach() * torch.stack(list(others.values())).sum(0)
-        else:  # empty ensemble: uniform q (official: a constant c0 for every class)
-            ens = torch.zeros_like(f_m)
+        else:  # empty ensemble (scratch, stage 0): the released constant c0 as a (B, 1) column, so q_y = 1
+            ens = f_m.new_zeros(f_m.shape[0], 1)
         loss = boosting_loss(f_m, ens, y, self.cfg.w1, self.cfg.w2)
         stats = {"boost_loss": float(loss.detach())}
         if stage >= 1:
             prev = self.stage_modality(stage - 1)
-            if prev not in others:
-                with torch.no_grad(), self.autocast():
-                    others[prev] = upcast(model.learner_logits(prev, batch[prev]))
+            # train.py ~348 runs the previous learner once more, in train mode, for the MSE term (its BatchNorm
+            # statistics see the batch twice per step, once here and once in the ensemble forward above).
+            with torch.no_grad(), self.autocast():
+                f_prev = upcast(model.learner_logits(prev, batch[prev]))
             p_cur = F.softmax(f_m, dim=1)
             if self.cfg.variant == "official":
                 p_cur = p_cur.detach()
-            ga = F.mse_loss(p_cur, F.softmax(others[prev], dim=1))
+            ga = F.mse_loss(p_cur, F.softmax(f_prev, dim=1))
             loss = loss + self.cfg.alpha * ga
             stats["ga_loss"] = float(ga.detach())
         self.optimizer.zero_grad(set_to_none=True)

@@ -10,9 +10,12 @@ Official behaviour:
   ``v(S) = 1[argmax head(features of S, others zeroed) = y]`` and the full set counted twice
   (``v_all = 2 * 1[correct]``), the per-sample Shapley value of each modality, for two modalities
   ``phi_a = (v_a + v_all - v_v) / 2`` (values in {-0.5, 0, 0.5, 1, 1.5});
-* sample-level re-sampling, rebuilt every epoch from epoch ``warmup - 1`` (0-based) on: each sample gets extra
-  copies in which only modality m is kept (the others' features zeroed) -- 1 copy if ``0.4 < phi_m < 1``,
-  2 if ``-0.1 < phi_m <= 0.4``, 3 if ``phi_m <= -0.1``, none if ``phi_m >= 1``;
+* sample-level re-sampling: the first ``warmup`` epochs train on the original set; the valuation at the end of
+  every epoch from (0-based) ``warmup - 1`` on builds the set of the next epoch (``sample_level.py:321-333``),
+  so the re-sampled sets train epochs ``warmup, warmup + 1, ...`` (0-based). Each sample gets extra copies in
+  which only modality m is kept (the others' features zeroed) -- 1 copy if ``0.4 < phi_m < 1``, 2 if
+  ``-0.1 < phi_m <= 0.4``, 3 if ``phi_m <= -0.1``, none if ``phi_m >= 1`` -- appended after the originals
+  sample by sample, each sample's copies in modality order (``datasets/dataloader.py:154-186``);
 * modality-level variant: mean ``phi`` over a random 20 % of the samples, ``gap_m = 1 - mean phi_m``,
   ``d = |gap_a - gap_v| * 2/3 * alpha``, and ``int(d * N)`` random samples (with replacement) duplicated with the
   stronger modality dropped.
@@ -22,9 +25,9 @@ Where we differ (docs/methods/smv.md):
 * ``M`` modalities: the Shapley value over all subsets (weights ``|S|! (M-|S|-1)! / M!``, ``v(empty) = 0``, the
   full set counted ``method.full_value`` = 2 times); for two modalities this is exactly the official formula.
   The modality-level variant keeps only the weakest modality and uses ``d = (max gap - min gap) * 2/3 * alpha``;
-* the valuation pass runs only in the epochs that re-sample (the official script also valuates the warm-up
-  epochs, whose values it does not use); the exact boundaries 0.4 and -0.1 (unreachable with two modalities)
-  fall in the higher-copy bin;
+* the valuation runs at the start of each re-sampled epoch (the model is the one the released code valuates
+  at the end of the epoch before; the official script also valuates the warm-up epochs, whose values it does
+  not use); the exact boundaries 0.4 and -0.1 (unreachable with two modalities) fall in the higher-copy bin;
 * the released scripts crash as shipped (an unexpected ``loader`` keyword, undefined ``args`` at save time);
   we implement the evident intent.
 """
@@ -140,7 +143,8 @@ class Smv(Method):
     class Config(MethodConfig):
         # sample: per-sample copies (sample_level.py); modality: dataset-level duplication (modality_level.py).
         level: Literal["sample", "modality"] = "sample"
-        # Re-sampling starts at (0-based) epoch warmup - 1.
+        # Epochs on the original set before the first re-sampled one (released --warmup; 0-based epoch
+        # `warmup` is the first to train on a re-sampled set).
         warmup: int = 5
         # v(all modalities) counts this many times (official: 2 * 1[correct]).
         full_value: float = 2.0
@@ -203,13 +207,14 @@ class Smv(Method):
         record: dict[str, Any] = {"epoch": epoch + 1}
         if self.cfg.level == "sample":
             phi = self.valuate(base)
+            m_count = len(self.modalities)
+            copies = torch.stack([copies_for(phi[m], tuple(self.cfg.thresholds)) for m in self.modalities], 1)
+            # sample by sample, each sample's copies in modality order (the released dataset's order)
+            extra_idx.append(torch.arange(n).repeat_interleave(m_count).repeat_interleave(copies.reshape(-1)))
+            extra_solo.append(torch.arange(m_count).repeat(n).repeat_interleave(copies.reshape(-1)))
             for k, m in enumerate(self.modalities):
-                copies = copies_for(phi[m], tuple(self.cfg.thresholds))
-                idx = torch.repeat_interleave(torch.arange(n), copies)
-                extra_idx.append(idx)
-                extra_solo.append(torch.full_like(idx, k))
                 record[f"phi_{m}"] = float(phi[m].mean())
-                record[f"copies_{m}"] = int(copies.sum())
+                record[f"copies_{m}"] = int(copies[:, k].sum())
         else:
             part = torch.randperm(n, generator=gen)[: max(1, int(n * self.cfg.part_ratio))]
             phi = self.valuate(ResampledSplit(base, part, torch.full_like(part, -1)))
@@ -230,7 +235,8 @@ class Smv(Method):
         return ResampledSplit(base, indices, solo)
 
     def train_loader(self, epoch: int):
-        if epoch < self.cfg.warmup - 1:
+        """The original set for the first ``warmup`` epochs, then a set re-sampled from the current model."""
+        if epoch < self.cfg.warmup:
             return self.ctx.loader("train", epoch=epoch)
         return self.ctx.loader("train", epoch=epoch, dataset=self.resample(epoch))
 

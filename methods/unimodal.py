@@ -9,7 +9,7 @@ from torch import nn
 
 from benchmark.data import DatasetInfo
 from benchmark.method import MethodConfig
-from benchmark.models import UnimodalModel, build_encoder
+from benchmark.models import UnimodalModel, apply_official_init, build_encoder
 from benchmark.registry import register_method
 from methods.joint import Joint
 
@@ -49,5 +49,9 @@ class Unimodal(Joint):
         return m
 
     def build_model(self) -> nn.Module:
+        """Encoder + linear classifier, initialised as AGM's unimodal path (``--modality Audio/Visual``:
+        ``AClassify``/``VClassify``, then ``model.apply(weight_init)`` in ``run/CREMAD_main.py``), which is
+        OGM-GE's ``weight_init`` except for the conv kernels (the shared Kaiming-normal init is kept here)."""
         m = self.modality
-        return UnimodalModel(m, build_encoder(self.ctx.info, self.ctx.config.model, m), self.ctx.info.num_classes)
+        model = UnimodalModel(m, build_encoder(self.ctx.info, self.ctx.config.model, m), self.ctx.info.num_classes)
+        return apply_official_init(model)

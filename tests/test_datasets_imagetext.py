@@ -11,7 +11,7 @@ import torch
 from benchmark.backbones.clip import PretrainedWeightsMissing
 from benchmark.config import build_config
 from datasets._fixtures import make_sarcasm, make_twitter2015, make_vocab, tree_digest
-from datasets._imagetext import TokenizerMissing, clean_text
+from datasets._imagetext import TokenizerMissing, clean_text, pre_caption
 from datasets.sarcasm import Sarcasm
 from datasets.twitter2015 import Twitter2015
 
@@ -22,8 +22,20 @@ def vocab(tmp_path_factory):
 
 
 def test_clean_text_follows_igm():
-    assert clean_text("RT @Trump: it's GREAT!! #news 2015") == "rt trump it s great news"
-    assert len(clean_text(" ".join(["w"] * 80)).split()) == 50
+    # Twitter (clean_str, then pre_caption): whole alphabetic words only -- abc123, snake_case, 2015 go
+    tweet = "RT @Trump: it's GREAT!! #news 2015 abc123 snake_case well-known"
+    assert clean_text(tweet, "twitter") == "rt trump it s great news well known"
+    # Sarcasm (pre_caption only): digits, @, <user> and _ stay, apostrophes and # go, - and / become spaces
+    sarcasm = "Can't believe it's 5 o'clock <user> @friend #blessed snake_case and/or well-known!!"
+    assert (
+        clean_text(sarcasm, "caption")
+        == "cant believe its 5 oclock <user> @friend blessed snake_case and or well known"
+    )
+    assert pre_caption("a  <person>\tb   c") == "a person\tb c"  # runs of whitespace -> one space; a lone tab stays
+    for cleaning in ("twitter", "caption"):
+        assert clean_text(" ".join(["w"] * 80), cleaning).split() == ["w"] * 50
+    with pytest.raises(ValueError, match="unknown text cleaning"):
+        clean_text("x", "letters")
 
 
 @pytest.mark.parametrize(("cls", "make", "n_train"), [(Twitter2015, make_twitter2015, 9), (Sarcasm, make_sarcasm, 6)])
@@ -40,7 +52,8 @@ def test_prepare_and_one_epoch(tmp_path, vocab, cls, make, n_train):
     if cls is Twitter2015:
         assert list(summary["bad"]) == ["train/9"] and "missing.jpg" in summary["bad"]["train/9"]
     tokens = np.load(tmp_path / "cache" / "text.npy")
-    assert tokens.dtype == np.int32 and tokens.shape[1] == 128
+    width = int((tokens != 0).sum(1).max())
+    assert tokens.dtype == np.int32 and tokens.shape[1] == width  # padded to the longest text, none cut
     # [CLS] <words> [SEP] then padding; the TomBERT target replaced $T$ ("rt trump is good news", class 0)
     vocab_list = (vocab / "vocab.txt").read_text().split()
     first = [vocab_list[i] for i in tokens[0] if i]
@@ -62,7 +75,7 @@ def test_prepare_and_one_epoch(tmp_path, vocab, cls, make, n_train):
     cfg = build_config("joint", cls.name, 0, overrides)
     ds = cls(cfg.data_cfg)
     item = ds.split("train")[0]
-    assert item["text"].shape == (128,) and item["text"].dtype == torch.int64
+    assert item["text"].shape == (width,) and item["text"].dtype == torch.int64
     assert item["image"].shape == (3, 32, 32)
     assert ds.info.paper_metric == "macro_f1" and ds.info.modalities == ("text", "image")
     row = fit(cfg, None, progress=False)

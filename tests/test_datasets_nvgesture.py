@@ -20,7 +20,10 @@ def test_prepare_clips_and_one_epoch(tmp_path):
 
     make_nvgesture(tmp_path / "raw")
     digest = tree_digest(tmp_path / "raw")
-    summary = NVGesture.prepare(str(tmp_path / "raw"), str(tmp_path / "cache"), False, store_size=16, window=8)
+    # 16-frame gestures evenly resampled to an 8-frame window (the suite's earlier window; IGM's is zero-filled)
+    summary = NVGesture.prepare(
+        str(tmp_path / "raw"), str(tmp_path / "cache"), False, store_size=16, window=8, window_fill="resample"
+    )
     assert tree_digest(tmp_path / "raw") == digest
     assert summary["done"] == 8 and list(summary["bad"]) == ["train/4"]  # the gesture without flow
     splits = json.loads((tmp_path / "cache" / "splits.json").read_text())
@@ -41,12 +44,21 @@ def test_prepare_clips_and_one_epoch(tmp_path):
     cfg = build_config("joint", "nvgesture", 0, overrides)
     ds = NVGesture(cfg.data_cfg)
     tr, te = ds.split("train")[0], ds.split("test")[0]
-    assert (
-        tr["rgb"].shape == (3, 4, 12, 12) and tr["depth"].shape == (1, 4, 12, 12) and tr["flow"].shape == (2, 4, 12, 12)
-    )
-    assert te["rgb"].shape == (3, 8, 12, 12)
+    assert tr["rgb"].shape == (3, 4, 12, 12) and tr["depth"].shape == (1, 4, 12, 12)
+    assert tr["flow"].shape == (2, 16, 12, 12)  # IGM trains on every flow frame
+    assert te["rgb"].shape == (3, 8, 12, 12) and te["flow"].shape == (2, 16, 12, 12)
     torch.testing.assert_close(ds.split("test")[0]["flow"], te["flow"])  # centre crop, whole window
     assert float(te["depth"].min()) >= 0.0 and float(te["depth"].max()) <= 1.0
+    # the options: the RGB channel order corrected, the flow cut to the training clip
+    cut = NVGesture(build_config("joint", "nvgesture", 0, {**overrides, "data.flow_frames": "window"}).data_cfg)
+    assert cut.split("train")[0]["flow"].shape == (2, 4, 12, 12)
+    rgb = NVGesture(build_config("joint", "nvgesture", 0, {**overrides, "data.channel_order": "rgb"}).data_cfg)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    pixels = {
+        k: d.split("test")[0]["rgb"] * std.view(3, 1, 1, 1) + mean.view(3, 1, 1, 1) for k, d in (("b", ds), ("r", rgb))
+    }
+    torch.testing.assert_close(pixels["b"], pixels["r"].flip(0))  # BGR by default (OpenCV's order)
+    assert not torch.allclose(pixels["b"], pixels["r"])
     row = fit(cfg, None, progress=False)
     assert row["status"] == "ok" and np.isfinite(row["test_macro_f1[last]"])
 

@@ -51,6 +51,20 @@ def test_prediction_switches_to_the_most_confident_head():
     assert pred.unimodal_logits["audio"] is audio
 
 
+def test_unimodal_step_leaves_the_fusion_head_and_its_adam_state_alone():
+    # released: a unimodal step steps only the modality optimisers (engines/mosi_trainer.py:85-94); a zero
+    # gradient would still move the head through Adam's weight decay (1e-3 here) and moment estimates
+    method = build_run(short_config("domfn", **{"method.tau": 1e-12})).method  # every sample switches
+    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False), 1)))
+    head = {n: p.detach().clone() for n, p in method.model.fusion.named_parameters()}
+    audio = method.model.heads["audio"].weight.detach().clone()
+    stats = method.training_step(batch, 0)
+    assert stats["joint_frac"] == 0.0
+    for n, p in method.model.fusion.named_parameters():
+        assert torch.equal(p, head[n]) and p.grad is None and p not in method.optimizer.state, n
+    assert not torch.equal(method.model.heads["audio"].weight, audio)
+
+
 def test_model_outputs_are_sigmoids():
     method = build_run(short_config("domfn")).method
     batch = next(iter(method.ctx.batches(method.ctx.loader("val", shuffle=False, batch_size=8))))

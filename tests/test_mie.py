@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmark.config import ConfigError, build_config
@@ -130,6 +131,69 @@ def test_official_per_tensor_perturbation_on_a_two_parameter_example():
     assert (float(a), float(b), float(c)) == (1.5, 0.5, 1.0)
 
 
+def _official_sam_grads(perturb) -> list[torch.Tensor]:
+    """Gradients of ``0.7 CE(head(enc(x))) + 0.3 CE(head_perturbed(f))`` with ``perturb`` applied between the
+    forward and the second head pass, as ``train_CREMA.py`` 86-136 (a conv encoder, a two-Linear head)."""
+    g = torch.Generator().manual_seed(3)
+    conv1, conv2 = nn.Conv2d(2, 3, 3, padding=1, bias=False).double(), nn.Conv2d(3, 4, 3, bias=False).double()
+    lin1, lin2 = nn.Linear(4, 5).double(), nn.Linear(5, 3).double()
+    for p in (conv1.weight, conv2.weight, lin1.weight, lin1.bias, lin2.weight, lin2.bias):
+        p.data = torch.randn(p.shape, generator=g, dtype=torch.float64)
+    x, y = torch.randn(6, 2, 5, 5, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2])
+    params = [conv1.weight, conv2.weight, lin1.weight, lin1.bias, lin2.weight, lin2.bias]
+    f = conv2(torch.relu(conv1(x))).mean(dim=(2, 3))
+    loss_ori = F.cross_entropy(lin2(torch.relu(lin1(f))), y)
+    grads = torch.autograd.grad(loss_ori, params, retain_graph=True)
+    perturb(params, grads, 0.5)
+    loss = 0.7 * loss_ori + 0.3 * F.cross_entropy(lin2(torch.relu(lin1(f))), y)
+    return list(torch.autograd.grad(loss, params))
+
+
+def test_official_perturbation_rebinds_the_weights_as_the_code_does():
+    """Issue #12 item 4. ``param.data = param.data + noise`` (the code, and ``perturb_per_tensor_``) reaches
+    the backward pass of a graph recorded before it through conv weights (saved as the parameter) but not through
+    nn.Linear weights (saved as the old ``weight.t()``). Expected by hand: the head's gradient is 0.7 x the
+    gradient at the old head + 0.3 x the gradient at the perturbed head; the feature gradient, the same mix,
+    goes back through conv2 at its perturbed weight; conv weight gradients use the unperturbed activations."""
+    got = _official_sam_grads(perturb_per_tensor_)
+
+    g = torch.Generator().manual_seed(3)
+    shapes = [(3, 2, 3, 3), (4, 3, 3, 3), (5, 4), (5,), (3, 5), (3,)]
+    w1, w2, a1, b1, a2, b2 = (torch.randn(s, generator=g, dtype=torch.float64) for s in shapes)
+    x, y = torch.randn(6, 2, 5, 5, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2])
+    leaves = [t.requires_grad_() for t in (w1, w2, a1, b1, a2, b2)]
+
+    def head(f, a1, b1, a2, b2):
+        return F.linear(torch.relu(F.linear(f, a1, b1)), a2, b2)
+
+    f = F.conv2d(torch.relu(F.conv2d(x, w1, padding=1)), w2).mean(dim=(2, 3))
+    grads = torch.autograd.grad(F.cross_entropy(head(f, a1, b1, a2, b2), y), leaves)
+    w2p, a1p, b1p, a2p, b2p = (t.detach() + 0.5 * gr / gr.norm() for t, gr in zip(leaves[1:], grads[1:]))
+    fd = f.detach().requires_grad_()
+    old = [a1, b1, a2, b2]
+    new = [t.requires_grad_() for t in (a1p, b1p, a2p, b2p)]
+    g_old = torch.autograd.grad(0.7 * F.cross_entropy(head(fd, *old), y), [fd, *old])
+    g_new = torch.autograd.grad(0.3 * F.cross_entropy(head(fd, *new), y), [fd, *new])
+    g_feat = g_old[0] + g_new[0]
+    # the encoder's backward with conv2 at w2p; forward activations (and conv1's ReLU mask) from w1, w2
+    w2p.requires_grad_()
+    surrogate = F.conv2d(torch.relu(F.conv2d(x, w1, padding=1)), w2p).mean(dim=(2, 3))
+    g_w1, g_w2 = torch.autograd.grad(surrogate, [w1, w2p], g_feat)
+    expected = [g_w1, g_w2] + [o + n for o, n in zip(g_old[1:], g_new[1:])]
+    for a, e in zip(got, expected):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+
+    @torch.no_grad()
+    def in_place(params, grads, rho):
+        for p, gr in zip(params, grads):
+            p.data.add_(gr * (rho / gr.norm()))
+
+    # Perturbing in place (the suite before the fix) also moves the weights nn.Linear saved: fc1 and conv differ.
+    other = _official_sam_grads(in_place)
+    for i in (0, 1, 2):
+        assert (other[i] - expected[i]).norm() > 1e-3 * expected[i].norm()
+
+
 def test_fusions_by_hand():
     logits = {"audio": torch.tensor([[2.0, 0.0]]), "visual": torch.tensor([[0.0, 0.0]])}
     # H_audio = 0.365335, H_visual = ln 2 -> w_audio = 1 / (1 + exp(-(0.693147 - 0.365335))) = 0.581227
@@ -164,6 +228,8 @@ def test_config_defaults_ablations_and_errors():
     assert (cfgs["mie_no_a_gm"].gm_skip_source, cfgs["mie_no_v_gm"].gm_skip_source) == (0, 1)
     with pytest.raises(ConfigError, match="method.tau"):
         build_config("mie", "av_digits", 0, {"method.tau": 0})
+    with pytest.raises(ConfigError, match="method.head_dims"):
+        build_config("mie", "av_digits", 0, {"method.head_dims": (256, 0)})
     with pytest.raises(ValueError, match="stage_order"):
         build_run(short_config("mie", 2, **{"method.stage_order": ("audio",)}))
     with pytest.raises(ValueError, match="train.epochs=3"):

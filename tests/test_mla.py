@@ -1,5 +1,6 @@
 """MLA: entropy fusion weights (batch and per-sample), the OWM projector (scalar and as-coded denominators),
-the official/paper switch, and a short run that learns."""
+the official/paper switch, the released head initialisation, and a short run that learns. The whole released
+training step is pinned in test_golden_mla.py."""
 
 import math
 
@@ -65,6 +66,15 @@ def test_projection_own_hand_computed():
     a = 1 - 4 / 4.01
     assert p.flatten().tolist() == pytest.approx([a / math.hypot(a, 1), 0, 0, 1 / math.hypot(a, 1)])
     assert projection_alpha(0, 10) == pytest.approx(0.1) and projection_alpha(5, 10) == pytest.approx(0.1**1.5)
+
+
+def test_shared_head_has_the_released_weight_init():
+    # main.py applies utils.weight_init to the whole model: the shared head is xavier-normal with zero bias
+    # (PyTorch's default Linear init would give a uniform weight of std 1/sqrt(3 D) and a non-zero bias).
+    head = build_run(short_config("mla", 1)).method.model.head
+    assert torch.count_nonzero(head.bias) == 0
+    xavier_std = math.sqrt(2.0 / (head.in_features + head.out_features))
+    assert float(head.weight.std()) == pytest.approx(xavier_std, rel=0.1)
 
 
 def _one_step(variant: str):

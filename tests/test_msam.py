@@ -175,3 +175,83 @@ def test_invalid_rho_is_rejected():
 
     with pytest.raises(ConfigError, match="rho"):
         short_config("msam", **{"method.rho": -1})
+
+
+# -- one training step pinned to values derived by hand from the equations -----------------------------
+
+
+def _hand_step_method(rho: float) -> MSam:
+    """Identity encoders (2-d features), sum head with two classes, audio bias (0.1, 0), SGD lr 0.5."""
+    config = short_config("msam", **{"method.rho": rho})
+    info = DatasetInfo(name="toy", modalities=("audio", "visual"), num_classes=2, class_names=("0", "1"))
+    ctx = MethodContext(config=config, info=info, device=torch.device("cpu"), splits={})
+    fusion = SumFusion({"audio": 2, "visual": 2}, 2)
+    with torch.no_grad():
+        for fc in fusion.fcs.values():
+            fc.weight.copy_(torch.eye(2))
+            fc.bias.zero_()
+        fusion.fcs["audio"].bias.copy_(torch.tensor([0.1, 0.0]))
+    method = MSam(config.method_cfg, ctx)
+    method.model = FusionModel(nn.ModuleDict({"audio": _Identity(2), "visual": _Identity(2)}), fusion)
+    method.optimizer = torch.optim.SGD(method.model.parameters(), lr=0.5)
+    method.setup()
+    return method
+
+
+HAND_BATCH = {
+    "audio": torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0], [2.0, 0.0]]),
+    "visual": torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 3.0], [0.0, 1.0]]),
+    "label": torch.tensor([0, 1, 1, 0]),
+}
+
+
+def _ce_gradients(weights: dict[str, torch.Tensor], batch: dict) -> tuple[float, dict[str, torch.Tensor]]:
+    """Mean cross-entropy of logits = W_a a + b_a + W_v v + b_v and its gradient, from d CE / dz = (p - onehot) / B."""
+    a, v, y = batch["audio"], batch["visual"], batch["label"]
+    z = a @ weights["aw"].T + weights["ab"] + v @ weights["vw"].T + weights["vb"]
+    p = torch.softmax(z, 1)
+    loss = float(-torch.log(p[torch.arange(len(y)), y]).mean())
+    g = (p - torch.nn.functional.one_hot(y, 2)) / len(y)
+    return loss, {"aw": g.T @ a, "ab": g.sum(0), "vw": g.T @ v, "vb": g.sum(0)}
+
+
+def _hand_msam_step(rho: float, lr: float = 0.5) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    # Shapley game on batch accuracy, absent modality = zero input (its head adds only its bias):
+    #   {}: logits (0.1, 0) for all -> class 0 -> 2/4;  {a}: predicts 0,1,0,0 -> 3/4
+    #   {v}: predicts 1,1,1,1 -> 2/4;  {a, v}: predicts 0,1,1,0 -> 4/4
+    # Phi_a = 1/2 [(3/4 - 2/4) + (4/4 - 2/4)] = 3/8, Phi_v = 1/2 [(2/4 - 2/4) + (4/4 - 3/4)] = 1/8
+    # shares: audio 3/4 (dominant), visual 1/4
+    share = 0.75
+    theta = {"aw": torch.eye(2), "ab": torch.tensor([0.1, 0.0]), "vw": torch.eye(2), "vb": torch.zeros(2)}
+    loss, g = _ce_gradients(theta, HAND_BATCH)
+    # eps = rho * g_d / ||g_d|| with g_d = share * grad l (the share cancels), over every parameter
+    norm = torch.sqrt(sum((share * t).pow(2).sum() for t in g.values()))
+    moved = {k: theta[k] + rho * share * g[k] / norm for k in theta}
+    loss_p, g_p = _ce_gradients(moved, HAND_BATCH)
+    # theta <- theta - lr [share * grad l(theta + eps) + (1 - share) * grad l(theta)]
+    new = {k: theta[k] - lr * (share * g_p[k] + (1 - share) * g[k]) for k in theta}
+    return {"loss": loss, "loss_perturbed": loss_p, "share_audio": share, "share_visual": 0.25}, new
+
+
+def _state(method: MSam) -> dict[str, torch.Tensor]:
+    fcs = method.model.fusion.fcs
+    return {"aw": fcs["audio"].weight, "ab": fcs["audio"].bias, "vw": fcs["visual"].weight, "vb": fcs["visual"].bias}
+
+
+def test_one_training_step_equals_the_hand_derivation():
+    method = _hand_step_method(rho=0.5)
+    stats = method.training_step(dict(HAND_BATCH), 0)
+    expected_stats, expected = _hand_msam_step(rho=0.5)
+    assert {k: stats[k] for k in expected_stats} == pytest.approx(expected_stats, rel=1e-6)
+    assert stats["dominant_share"] == pytest.approx(0.75)
+    for k, v in _state(method).items():
+        torch.testing.assert_close(v.detach(), expected[k], rtol=1e-6, atol=1e-7)
+
+
+def test_the_hand_derivation_detects_a_changed_radius():
+    method = _hand_step_method(rho=0.4)  # the method runs with another rho than the derivation
+    method.training_step(dict(HAND_BATCH), 0)
+    _, expected = _hand_msam_step(rho=0.5)
+    with pytest.raises(AssertionError):
+        for k, v in _state(method).items():
+            torch.testing.assert_close(v.detach(), expected[k], rtol=1e-6, atol=1e-7)

@@ -89,3 +89,18 @@ def test_short_run_learns_above_chance_with_per_modality_accuracy(store):
     art = store.read_history(row["run_id"])["artifacts"]["mses"]
     assert [e["epoch"] for e in art["epochs"]] == [1, 2]
     assert set(art["stopped_at"]) == {"audio", "visual"}
+
+
+def test_official_freeze_acts_only_inside_agms_window_counted_from_one():
+    # AGM multiplies a stopped modality's gradients by 0 only while modulation_starts <= epoch <= modulation_ends
+    # (CREMAD_main.py:211), epochs counted from 1: with the window 0-2, AGM's epoch 3 (our 0-based 2) trains it
+    method = build_run(short_config("mses", **{"method.modulation_ends": 2})).method
+    method.stoppers["audio"].stopped_at = 1
+    batch = next(iter(method.ctx.batches(method.ctx.loader("train"), 1)))
+    zeroed = []
+    for epoch in (1, 2):
+        method.on_epoch_start(epoch)
+        method.training_step(batch, 0)
+        zeroed.append(all(torch.count_nonzero(p.grad) == 0 for p in method.modality_parameters("audio")))
+    assert zeroed == [True, False]
+    assert any(torch.count_nonzero(p.grad) > 0 for p in method.modality_parameters("visual"))

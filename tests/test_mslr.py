@@ -28,7 +28,7 @@ def _metrics(acc_a: float, acc_v: float) -> dict:
 
 
 def test_multipliers_follow_validation_accuracies():
-    method = build_run(short_config("mslr", **{"method.window": 5})).method
+    method = build_run(short_config("mslr", **{"method.window": 5, "method.accuracy": "corrected"})).method
     accs = [(0.2, 0.1), (0.4, 0.2), (0.4, 0.2), (0.6, 0.2), (0.4, 0.3)]
     for e, (a, v) in enumerate(accs):
         method.on_evaluation_end(e, _metrics(a, v))
@@ -37,9 +37,33 @@ def test_multipliers_follow_validation_accuracies():
     # audio 0.6 / 0.4 = 1.5; visual 0.1 / 0.2 = 0.5
     assert method.multipliers() == pytest.approx({"audio": 0.9 * 1.5, "visual": 1.1 * 0.5})
     state = method.extra_state()
-    fresh = build_run(short_config("mslr", **{"method.window": 5})).method
+    fresh = build_run(short_config("mslr", **{"method.window": 5, "method.accuracy": "corrected"})).method
     fresh.load_extra_state(state)
     assert fresh.multipliers() == pytest.approx(method.multipliers())
+
+
+def test_official_accuracy_is_agms_visual_accuracy_for_every_modality():
+    # AGM's test() counts acc_a inside the visual branch (CREMAD_main.py:402-404): both ratios are the visual one
+    method = build_run(short_config("mslr", **{"method.window": 1})).method
+    assert method.cfg.accuracy == "official"
+    method.on_evaluation_end(0, _metrics(0.2, 0.1))
+    method.on_evaluation_end(1, _metrics(0.6, 0.3))
+    assert method.ratios == pytest.approx({"audio": 3.0, "visual": 3.0})
+    assert method.acc_history == {"audio": [0.1, 0.3], "visual": [0.1, 0.3]}
+    assert Mslr.label(method.cfg) == "mslr"
+
+
+def test_multipliers_act_only_in_agms_window_counted_from_one():
+    method = build_run(short_config("mslr", **{"method.modulation_starts": 2, "method.modulation_ends": 3})).method
+    method.ratios = {"audio": 2.0, "visual": 0.5}
+    batch = next(iter(method.ctx.batches(method.ctx.loader("val", shuffle=False, batch_size=8))))
+    applied = []
+    for epoch in range(4):  # 0-based epochs 0..3 are AGM's epochs 1..4: scaled in 2 and 3 only
+        method.on_epoch_start(epoch)
+        applied.append(method.training_step(batch, 0)["mult_audio"])
+    assert applied == pytest.approx([1.0, 0.9 * 2.0, 0.9 * 2.0, 1.0])
+    with pytest.raises(ConfigError, match="modulation_starts"):
+        short_config("mslr", **{"method.modulation_starts": 4, "method.modulation_ends": 3})
 
 
 def test_av_digits_uses_a_short_window():
@@ -47,12 +71,13 @@ def test_av_digits_uses_a_short_window():
     assert build_config("mslr", "av_digits", 0, {"method.window": 5}).method_cfg.window == 5
 
 
-def test_official_variant_reads_the_test_split():
-    method = build_run(short_config("mslr", **{"method.acc_split": "test", "method.window": 1})).method
+def test_test_split_variant_reads_the_test_split():
+    overrides = {"method.acc_split": "test", "method.window": 1, "method.accuracy": "corrected"}
+    method = build_run(short_config("mslr", **overrides)).method
     method.on_evaluation_end(0, {"val": {"acc_audio": 0.5, "acc_visual": 0.5}, "test": _metrics(0.2, 0.4)["val"]})
     method.on_evaluation_end(1, {"val": {"acc_audio": 0.5, "acc_visual": 0.5}, "test": _metrics(0.4, 0.2)["val"]})
     assert method.ratios == pytest.approx({"audio": 2.0, "visual": 0.5})
-    assert Mslr.label(method.cfg) == "mslr[test-acc]"
+    assert Mslr.label(method.cfg) == "mslr[test-acc,corrected-acc]"
 
 
 def test_gradients_are_scaled_per_modality():

@@ -1,5 +1,6 @@
 """ReconBoost: the boosting loss against hand-computed values, the stage schedule, the detached (official)
-versus gradient-carrying (paper) MSE term, initialisation from the unimodal runs, and a short run that learns."""
+versus gradient-carrying (paper) MSE term, the released empty ensemble and second forward of the previous learner,
+initialisation from the unimodal runs, and a short run that learns. Whole released stages: test_golden_reconboost.py."""
 
 import math
 
@@ -97,23 +98,73 @@ def test_official_mse_term_carries_no_gradient_paper_does():
     assert any(not torch.allclose(base[n], paper[n]) for n in base)
 
 
+def test_empty_ensemble_is_the_released_constant_column():
+    # train.py ~332: from scratch the stage-0 ensemble is c0 as a (B, 1) column; softmax over one column is 1, so
+    # q_y = 1 and the loss is (-w1 + w2) log p_y / C (a uniform q over C classes would give (-w1 + w2 / C) ...).
+    logp_y = torch.log_softmax(F_M, 1).gather(1, Y.view(-1, 1)).squeeze(1)
+    for c0 in (torch.zeros(2, 1), torch.full((2, 1), 0.37)):
+        got = float(boosting_loss(F_M, c0, Y, 5.0, 1.0))
+        assert got == pytest.approx(float(((-5.0 + 1.0) * logp_y / 3).mean()))
+    method = build_run(short_config("reconboost", 2, **{"method.init_from": "scratch"})).method
+    method.on_epoch_start(0)
+    assert method.model.members() == []
+    method.model.train()
+    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False, batch_size=16))))
+    with torch.no_grad():
+        ce = float(
+            torch.nn.functional.cross_entropy(method.model.learner_logits("audio", batch["audio"]), batch["label"])
+        )
+    n = method.ctx.info.num_classes
+    assert method.training_step(batch, 0)["boost_loss"] == pytest.approx((5.0 - 1.0) * ce / n, rel=1e-5)
+
+
+def test_previous_learner_runs_twice_per_step_in_train_mode():
+    # train.py ~348: after the ensemble forward, the previous stage's learner runs again (train mode) for the MSE
+    # term, so its BatchNorm statistics are updated twice per phase-1 step.
+    method = build_run(short_config("reconboost", 4, **{"method.init_from": "scratch"})).method
+    for e in range(3):  # stage 0 phase 1, stage 0 phase 2, stage 1 phase 1 (visual; previous learner: audio)
+        method.on_epoch_start(e)
+    method.model.train()
+    batch = next(iter(method.ctx.batches(method.ctx.loader("train", shuffle=False, batch_size=16))))
+
+    def tracked(m):
+        bns = [b for b in method.model.learners[m].modules() if isinstance(b, torch.nn.BatchNorm2d)]
+        return [int(b.num_batches_tracked) for b in bns]
+
+    audio, visual = tracked("audio"), tracked("visual")
+    method.training_step(batch, 0)
+    assert tracked("audio") == [n + 2 for n in audio]
+    assert tracked("visual") == [n + 1 for n in visual]
+
+
 def test_unimodal_runs_initialise_learners(store):
+    """The unimodal runs are declared (requires), trained by the runner first; reconboost only loads them."""
+    from benchmark.runner import resolve, run_inline
+    from benchmark.suites import RunSpec
+
     over = {"train.max_steps_per_epoch": 2, "method.unimodal_epochs": 1, "train.checkpoint": False}
     cfg = short_config("reconboost", 1, **over)
+    assert [(d.method, d.method_cfg.modality, d.train.epochs, d.train.save_model) for d in cfg.requires] == [
+        ("unimodal", "audio", 1, True),
+        ("unimodal", "visual", 1, True),
+    ]
+    with pytest.raises(RuntimeError, match="needs the finished unimodal run"):
+        build_run(cfg, store)  # nothing trains them behind the runner's back
+    plan = resolve([RunSpec("reconboost", "av_digits", 0, {"train.epochs": 1, **over})])
+    assert [c.method for c in plan] == ["unimodal", "unimodal", "reconboost"]
+    assert run_inline(plan, store, progress=False)[-1]["status"] == "ok"
     setup = build_run(cfg, store)
     method = setup.method
     for m in ("audio", "visual"):
         ucfg = method.unimodal_config(m)
-        assert ucfg.method == "unimodal" and ucfg.method_cfg.modality == m and ucfg.train.epochs == 1
         assert store.status(ucfg.run_id) == "ok"  # the unimodal row is in the store
         state = torch.load(store.run_dir(ucfg.run_id) / "model.pt", weights_only=True)
         mine = method.model.learners[m].state_dict()
         assert set(state) == set(mine) and all(torch.equal(state[k], mine[k]) for k in state)
     assert method.model.members() == ["audio", "visual"]
-    # A second run finds the unimodal runs instead of training them again.
-    mtime = (store.run_dir(method.unimodal_config("audio").run_id) / "model.pt").stat().st_mtime_ns
-    build_run(cfg, store)
-    assert (store.run_dir(method.unimodal_config("audio").run_id) / "model.pt").stat().st_mtime_ns == mtime
+    (store.run_dir(method.unimodal_config("audio").run_id) / "model.pt").write_bytes(b"not a model")
+    with pytest.raises(RuntimeError, match="cannot read .*model.pt"):
+        build_run(cfg, store)
 
 
 def test_unimodal_init_without_store_is_an_error():

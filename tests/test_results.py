@@ -74,6 +74,22 @@ def test_nan_loss_is_a_failed_run_and_the_sweep_goes_on(store):
     assert store.status(bad.run_id) == "failed"
 
 
+def test_non_finite_evaluation_names_the_split_instead_of_a_metric_crash():
+    # training loss stays finite (train-mode BatchNorm uses batch statistics) but the running statistics are NaN:
+    # evaluation must stop with our message, not scikit-learn's "Input contains NaN" from the MAP
+    import torch
+
+    from benchmark.trainer import NonFiniteOutputError, fit
+
+    def poison_running_mean(method):
+        bn = next(m for m in method.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        bn.running_mean.fill_(float("nan"))
+
+    cfg = short_config("joint", **{"train.max_steps_per_epoch": 1, "train.checkpoint": False})
+    with pytest.raises(NonFiniteOutputError, match="non-finite .* logits on the val split.*lower train.lr"):
+        fit(cfg, None, progress=False, on_model=poison_running_mean)
+
+
 def test_csv_has_labelled_selection_rules_and_provenance(store):
     cfg = short_config("joint", epochs=2, **{"train.max_steps_per_epoch": 2})
     run_one(cfg, store)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -161,7 +162,9 @@ def test_grid_suites_match_the_papers_tables(paper_stubs):
     assert all(c.model.backbones == {"text": "clip_text", "image": "clip_image"} for c in clip)
     assert {c.dataset for c in clip} == {"twitter2015"} and len(clip) == (2 + 3) * 3
     timing = resolve(SUITES.get("time").specs())
-    assert sorted(c.method for c in timing) == sorted(["joint", "mla", "agm", "mie", "reconboost", "smv", "pmr"])
+    # reconboost's two unimodal runs (its requires) join the plan
+    methods = ["joint", "mla", "agm", "mie", "reconboost", "smv", "pmr", "unimodal", "unimodal"]
+    assert sorted(c.method for c in timing) == sorted(methods)
 
 
 def test_dry_run_counts_done_failed_todo(tmp_path, capsys):
@@ -228,7 +231,10 @@ def test_lock_is_exclusive_and_dies_with_its_holder(tmp_path):
 
 
 def test_concurrent_execute_trains_once(tmp_path, monkeypatch):
-    """Four threads handed the same run: one trains it, the others find it busy or finished."""
+    """Four threads handed the same run: one trains it, the others find it busy or finished.
+
+    Any interleaving may happen (a waiting thread may take the lock first), so the invariant is asserted: one
+    training, one row; a thread that waits 5 s never gives up on a 0.3 s training."""
     import benchmark.trainer
 
     store = ResultStore(tmp_path)
@@ -245,9 +251,9 @@ def test_concurrent_execute_trains_once(tmp_path, monkeypatch):
 
     def worker(wait):
         try:
-            outcomes.append(execute(cfg, store, lock_wait_s=wait))
+            outcomes.append((wait, execute(cfg, store, lock_wait_s=wait)))
         except RunBusyError:
-            outcomes.append("busy")
+            outcomes.append((wait, "busy"))
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in (0.0, 0.0, 5.0, 5.0)]
     for t in threads:
@@ -255,9 +261,9 @@ def test_concurrent_execute_trains_once(tmp_path, monkeypatch):
     for t in threads:
         t.join()
     assert calls == [cfg.run_id]
-    assert sum(isinstance(o, dict) for o in outcomes) == 1
-    assert outcomes.count(None) == 2  # the waiting threads got the lock after the result existed
-    assert outcomes.count("busy") == 1
+    assert sum(isinstance(o, dict) for _, o in outcomes) == 1
+    assert all(o is None or isinstance(o, dict) for w, o in outcomes if w > 0)  # waiters: trained or found done
+    assert all(o in (None, "busy") for _, o in outcomes if not isinstance(o, dict))
     assert store.read(cfg.run_id)["value"] == 1
 
 
@@ -333,11 +339,11 @@ def test_profiles_and_flags_layer(tmp_path):
     assert run_all.main(["--cluster", "slurm", "--profile", str(bad), "--dry-run"]) == 2
 
 
-def test_slurm_script_carries_every_option(tmp_path):
-    from submitit.slurm.slurm import _make_sbatch_string
+def test_slurm_script_carries_every_option(tmp_path, monkeypatch):
+    """The sbatch script is built without Slurm (no srun on PATH here), with every option and quoted paths."""
+    from benchmark.executors import ClusterOptions, sbatch_script, slurm_parameters
 
-    from benchmark.executors import ClusterOptions, slurm_executor
-
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun/sbatch: the script must not need a cluster
     opts = ClusterOptions(
         partition="gpu",
         gpus=2,
@@ -352,8 +358,7 @@ def test_slurm_script_carries_every_option(tmp_path):
         sbatch={"reservation": "paper"},
         setup=["module load cuda"],
     )
-    ex = slurm_executor(opts, tmp_path, "mmb-test")
-    text = _make_sbatch_string(command="true", folder=tmp_path, map_count=12, **ex._executor.parameters)
+    text = sbatch_script(opts, tmp_path / "logs dir", "mmb-test", 12, after=["77", "78_3"])
     for flag in (
         "--partition=gpu",
         "--gpus-per-node=2",
@@ -366,20 +371,74 @@ def test_slurm_script_carries_every_option(tmp_path):
         "--signal=USR2@45",
         "--array=0-11%5",
         "--reservation=paper",
+        "--dependency=afterany:77:78_3",
     ):
         assert f"#SBATCH {flag}" in text, flag
-    assert "module load cuda" in text and f"export PYTHONPATH={ROOT}" in text
-    assert ex._executor.max_num_timeout == 3
+    assert "module load cuda" in text
+    assert f"cd {shlex.quote(str(ROOT))}" in text and f"export PYTHONPATH={shlex.quote(str(ROOT))}" in text
+    assert f"'{tmp_path / 'logs dir'}" in text  # submitit quotes its own paths
+    assert slurm_parameters(ClusterOptions(mem_gb=1.5), "x")["mem"] == "1536MB"
+
+
+def test_job_environment_quotes_a_checkout_path_with_spaces(monkeypatch):
+    """`cd` and PYTHONPATH survive a checkout path with spaces and shell characters (run by bash)."""
+    import benchmark.executors as ex
+
+    odd = Path("/tmp/my checkout $HOME (copy)")
+    monkeypatch.setattr(ex, "ROOT", odd)
+    lines = ex._job_environment([])
+    script = "\n".join(["cd() { printf 'cd=%s\\n' \"$1\"; }", *lines[:2], 'printf "pp=%s\\n" "$PYTHONPATH"'])
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert out.stdout.splitlines() == [f"cd={odd}", f"pp={odd}"], out.stdout + out.stderr
 
 
 def test_requeued_force_run_continues_from_its_checkpoint(tmp_path):
+    """A --force rerun interrupted after epoch 1 (a time limit) is requeued; the requeued task resumes it."""
     from benchmark.executors import RunTask
+    from benchmark.trainer import fit
 
-    cfg = tiny_config()
-    delayed = RunTask(str(tmp_path), force=True, csv_name="s").checkpoint(cfg)
+    store = ResultStore(tmp_path)
+    cfg = tiny_config(epochs=3)
+    old = execute(cfg, store)
+    assert old["status"] == "ok"
+    store.add_to_suite("s", [cfg.run_id])
+    task = RunTask(str(tmp_path), force=True, csv_name="s", launch_id="L1")
+    import benchmark.trainer
+
+    real_fit = benchmark.trainer.fit
+    try:  # the forced run is stopped after its first epoch, as the time-limit signal would
+        benchmark.trainer.fit = lambda c, s=None, **kw: fit(c, s, stop_after_epoch=1, **kw)
+        with pytest.raises(InterruptedError):
+            task(cfg)
+    finally:
+        benchmark.trainer.fit = real_fit
+    assert store.read(cfg.run_id) is None  # the old row is set aside, not presented as current
+    assert (store.run_dir(cfg.run_id) / "result.previous.json").is_file()
+    assert store.write_csv("s").read_text().strip() == ""
+    assert torch_load(store.checkpoint_path(cfg.run_id))["epoch"] == 0
+    delayed = task.checkpoint(cfg)
     again = delayed.function
-    assert delayed.args == (cfg,) and again.force is False and again.continue_forced is True
-    assert again.csv_name == "s"
+    assert delayed.args == (cfg,) and again.launch_id == "L1" and again.csv_name == "s"
+    out = again(cfg)
+    assert out["status"] == "ok"
+    row = store.read(cfg.run_id)
+    keys = [k for k in old if k.startswith(("test_", "val_", "epoch["))]
+    assert {k: row[k] for k in keys} == {k: old[k] for k in keys}  # resumed = the uninterrupted first run
+    assert row["launch_id"] == "L1" and list(pd_read(store.write_csv("s"))["run_id"]) == [cfg.run_id]
+    hist = store.read_history(cfg.run_id)["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+
+
+def pd_read(path):
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+def torch_load(path):
+    import torch
+
+    return torch.load(path, weights_only=False)
 
 
 def test_local_executor_runs_each_run_once(tmp_path):

@@ -1,4 +1,6 @@
-"""A real Slurm job array through run_all.py: cancel one task, requeue one, kill -9 one, relaunch, check the CSV.
+"""Real Slurm job arrays through run_all.py: cancel one task, requeue one, kill -9 one, relaunch, check the CSV;
+required runs (ReconBoost's unimodal runs) in a first array, from a checkout path with a space; no resubmission
+of queued tasks.
 
 Needs the single-node test cluster (``scripts/slurm_cluster.sh up``; ``.ci/run`` starts it). Outside CI the
 test skips when no cluster answers; in CI (``CI=true``) a missing cluster is a failure.
@@ -6,6 +8,7 @@ test skips when no cluster answers; in CI (``CI=true``) a missing cluster is a f
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -143,3 +146,57 @@ def test_array_cancel_requeue_kill9_relaunch(partition, tmp_path):
             assert {k: got[k] for k in keys} == {k: whole[k] for k in keys}, cfg.run_id
     finally:
         torch.set_num_threads(threads)
+
+
+def _copy_checkout(dest: Path) -> None:
+    """The tracked and untracked (not ignored) files of this checkout, copied to ``dest``."""
+    files = _sh("git", "-C", str(ROOT), "ls-files", "-z", "-co", "--exclude-standard").split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file() and not src.is_symlink():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def test_required_runs_in_a_first_array_from_a_path_with_a_space(partition, tmp_path):
+    """ReconBoost from a checkout whose path has a space: its unimodal runs go in a first array, ReconBoost in a
+    second one that starts after it; while they are queued a relaunch submits nothing; released, all finish."""
+    checkout = tmp_path / "my checkout"
+    _copy_checkout(checkout)
+    results = checkout / "results dir"
+    sets = {**SETS, "train.epochs": 2, "model.resnet_width": 4}
+    cmd = [sys.executable, "run_all.py", "--methods", "reconboost", "--results", str(results), "--no-progress"]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    cmd += ["--cluster", "slurm", "--partition", partition, "--cpus", "1", "--time", "10", "--lock-wait", "60"]
+    held = [*cmd, "--no-wait", "--sbatch", "begin=now+3600"]  # queued, not started, until released
+
+    first = subprocess.run(held, capture_output=True, text=True, cwd=checkout, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    pattern = r"submitted Slurm array (\d+): (\d+) task\(s\), at most \d+ at once(?:, after (\d+))?"
+    arrays = re.findall(pattern, first.stdout)
+    assert [(n, after) for _, n, after in arrays] == [("2", ""), ("1", arrays[0][0])], first.stdout
+    script = next((results / "slurm_logs").rglob("*_submission.sh")).read_text()
+    assert f"cd '{checkout}'" in script
+
+    again = subprocess.run(held, capture_output=True, text=True, cwd=checkout, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("still queued in Slurm (job") == 3 and "nothing to submit" in again.stdout
+    assert "submitted Slurm array" not in again.stdout
+
+    def queued(array_id: str) -> list[str]:  # (squeue -j fails once Slurm has forgotten a finished job)
+        return [i for i in _sh("squeue", "-h", "-r", "-o", "%i").split() if i.split("_")[0] == array_id]
+
+    for array_id, _, _ in arrays:
+        for task in queued(array_id):
+            _sh("scontrol", "update", f"JobId={task}", "StartTime=now", timeout=60)
+    _wait(lambda: not any(queued(a) for a, _, _ in arrays), 600, "both arrays to finish", poll=1.0)
+
+    last = subprocess.run(cmd, capture_output=True, text=True, cwd=checkout, timeout=240)
+    assert last.returncode == 0, last.stdout + last.stderr
+    assert "nothing to submit" in last.stdout and "suite quick: 3 runs, 3 done" in last.stdout
+    df = pd.read_csv(results / "quick.csv").set_index("method")
+    assert sorted(df.index) == ["reconboost", "unimodal", "unimodal"] and set(df["status"]) == {"ok"}
+    assert sorted(json.loads(df.loc["reconboost", "requires"])) == sorted(df.loc["unimodal", "run_id"])
+    logs = "".join(p.read_text() for p in (results / "slurm_logs").rglob("*_log.out"))
+    assert "not started" not in logs and logs.count("[reconboost/av_digits/s0] epoch 2/2 ") == 1

@@ -56,8 +56,9 @@ def test_sample_level_resampling_counts(monkeypatch):
     ds = method.resample(epoch=4)
     assert len(ds) == n + 6 + 1
     assert ds.indices[:n].tolist() == list(range(n)) and (ds.solo[:n] == -1).all()
-    assert ds.indices[n:].tolist() == [0, 0, 0, 1, 1, 2, 0]
-    assert ds.solo[n:].tolist() == [0, 0, 0, 0, 0, 0, 1]  # audio kept 6 times, visual once
+    # sample by sample, each sample's copies in modality order (the released dataset's order)
+    assert ds.indices[n:].tolist() == [0, 0, 0, 0, 1, 1, 2]
+    assert ds.solo[n:].tolist() == [0, 0, 0, 1, 0, 0, 0]  # audio kept 6 times, visual once
     assert method.history[-1] == {
         "epoch": 5,
         "phi_audio": pytest.approx(float(phi_a.mean())),
@@ -119,10 +120,20 @@ def test_solo_copies_train_on_one_modality_only():
     assert captured["audio"][2].abs().sum() == 0 and captured["visual"][2].abs().sum() > 0
 
 
+def test_first_warmup_epochs_train_on_the_original_set(monkeypatch):
+    method = build_run(short_config("smv", **{"method.warmup": 2})).method
+    n = len(method.ctx.splits["train"])
+    monkeypatch.setattr(method, "valuate", lambda dataset: {m: torch.zeros(n) for m in AV})  # 2 copies each
+    sizes = [len(method.train_loader(epoch).dataset) for epoch in range(4)]
+    # released: epochs 0 and 1 (< warmup) on the original set; the valuation after epoch 1 feeds epoch 2
+    assert sizes == [n, n, 5 * n, 5 * n]
+    assert [r["epoch"] for r in method.history] == [3, 4]
+
+
 def test_short_run_with_resampling_learns(store):
-    row = train_briefly("smv", epochs=2, store=store, **{"method.warmup": 2, "train.max_steps_per_epoch": 8})
+    row = train_briefly("smv", epochs=2, store=store, **{"method.warmup": 1, "train.max_steps_per_epoch": 8})
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
     assert {"test_acc_audio[last]", "test_acc_visual[last]"} <= set(row)
     resampled = store.read_history(row["run_id"])["artifacts"]["resampling"]
-    assert [r["epoch"] for r in resampled] == [2]  # warmup 2: re-sampling from the second epoch
+    assert [r["epoch"] for r in resampled] == [2]  # warmup 1: one warm-up epoch, re-sampled from the second
     assert resampled[0]["size"] >= len(build_run(short_config("smv")).method.ctx.splits["train"])

@@ -53,6 +53,10 @@ def _narrow_stem_(trunk: nn.Module, in_chans: int, width: int) -> None:
 class SpectrogramResNet18(nn.Module):
     """Audio encoder: (B, F, T) or (B, C, F, T) spectrogram -> 2-D ResNet18 -> global average pool -> 8*width (512)."""
 
+    # The released ResNet18, trained from scratch: the OGM-GE lineage's weight_init re-initialises it
+    # (benchmark.models.apply_official_init).
+    official_init = True
+
     def __init__(self, in_chans: int = 1, width: int = 64) -> None:
         super().__init__()
         self.trunk = _resnet18_trunk(in_chans, width)
@@ -72,6 +76,8 @@ class FramesResNet18(nn.Module):
     are averaged over time and space (``adaptive_avg_pool3d(., 1)``); there is no temporal modelling.
     A 4-D input (B, C, H, W) is treated as a single frame.
     """
+
+    official_init = True  # as SpectrogramResNet18
 
     def __init__(self, in_chans: int = 3, width: int = 64) -> None:
         super().__init__()

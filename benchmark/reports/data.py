@@ -5,7 +5,7 @@ Nothing here imports torch: reports are rendered from files only.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -131,8 +131,35 @@ def read(csv_path: str | Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+# Columns of a row that describe where a run executed, not what it computed (``NOT_IDENTITY`` fields).
+EXECUTION_COLUMNS = {
+    "train.device",
+    "train.num_workers",
+    "train.save_model",
+    "train.checkpoint",
+    "data.root",
+    "data.cache",
+}
+CONFIG_PREFIXES = ("train.", "model.", "method.", "data.")
+
+
+def config_columns(df: pd.DataFrame) -> list[str]:
+    """The columns that make up a run's configuration (its identity without the seed)."""
+    return [c for c in df.columns if c.startswith(CONFIG_PREFIXES) and c not in EXECUTION_COLUMNS]
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() not in {"false", "0", "no"}
+
+
 def load_results(csv_path: str | Path) -> pd.DataFrame:
-    """The finished runs of a result CSV (failed runs dropped); ``label`` falls back to ``method``."""
+    """The finished runs of a result CSV (failed runs dropped); ``label`` falls back to ``method``.
+
+    Adds ``config``: the configuration a row ran with, ``config_id`` (identity without the seed; recomputed
+    from the configuration columns for rows written before it existed) plus ``torch_threads`` (CPU results
+    depend on it). Rows are averaged over seeds only within one ``config``. ``suite_config`` (True where absent)
+    marks the suite's own configuration.
+    """
     df = read(csv_path)
     if "status" in df:
         df = df[df["status"] == "ok"]
@@ -140,7 +167,18 @@ def load_results(csv_path: str | Path) -> pd.DataFrame:
         df = df.assign(label=df["method"])
     if "dataset" not in df or "seed" not in df:
         return df.iloc[0:0]
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    if df.empty:
+        return df.assign(config_id=[], config=[], suite_config=[])
+    cols = ["method", "dataset", *config_columns(df)]
+    cols = [c for c in cols if c in df]
+    fallback = df[cols].apply(lambda r: "~" + hashlib.sha1("\x1f".join(map(str, r)).encode()).hexdigest()[:9], axis=1)
+    ids = df["config_id"].where(df["config_id"].notna(), fallback) if "config_id" in df else fallback
+    threads = df["torch_threads"] if "torch_threads" in df else pd.Series([None] * len(df), index=df.index)
+    df["config_id"] = ids.astype(str)
+    df["config"] = [f"{c}/{int(t)}t" if finite(t) else str(c) for c, t in zip(df["config_id"], threads)]
+    df["suite_config"] = df["suite_config"].map(_flag) if "suite_config" in df else True
+    return df
 
 
 def failed_runs(csv_path: str | Path) -> pd.DataFrame:
@@ -179,8 +217,10 @@ class Histories:
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         if run_id not in self._cache:
+            from benchmark.results import read_json_record
+
             path = self.root / "runs" / str(run_id) / "history.json"
-            self._cache[run_id] = json.loads(path.read_text()) if path.exists() else None
+            self._cache[run_id] = read_json_record(path, "history file")
         return self._cache[run_id]
 
     def artifacts(self, run_id: str) -> dict[str, Any]:

@@ -138,6 +138,7 @@ def time_vs_accuracy(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
     """Figure 5c: wall-clock minutes against accuracy, ours (left) and the paper's (right, crema_d)."""
     if T.is_sweep(df):
         return []
+    df = T.one_config(df)[0]
     ref = D.paper("fig5c_time")
     written = []
     for ds in D.order_datasets(df["dataset"].tolist()):

@@ -11,7 +11,7 @@ from typing import Any
 from benchmark.reports import data as D
 from benchmark.reports import tables as T
 from benchmark.reports.table import Table, latex_document, latex_escape, to_latex, to_markdown, to_rich
-from benchmark.results import atomic_write_text
+from benchmark.results import CorruptCSVError, atomic_write_text, check_csv
 
 
 def build_tables(csv_path: Path, rule: str = "best_val") -> list[Table]:
@@ -39,11 +39,12 @@ def build_figures(csv_path: Path, fig_dir: Path, tables: list[Table], rule: str 
     if df.empty:
         return []
     hist = D.Histories(Path(csv_path).parent)
-    out = F.sensitivity(df, rule, fig_dir) + F.singular_values(df, hist, fig_dir)
+    one = T.one_config(df)[0]  # one configuration per method: figures average over seeds only
+    out = F.sensitivity(df, rule, fig_dir) + F.singular_values(one, hist, fig_dir)
     for t in tables:
         if t.key.startswith("fig5b_"):
             out += F.bars(t, fig_dir, f"fig5b_clip_{t.key[len('fig5b_') :]}", "accuracy")
-    out += F.time_vs_accuracy(df, rule, fig_dir) + F.curves(df, hist, fig_dir) + F.stages(df, hist, fig_dir)
+    out += F.time_vs_accuracy(df, rule, fig_dir) + F.curves(one, hist, fig_dir) + F.stages(one, hist, fig_dir)
     return out
 
 
@@ -123,11 +124,22 @@ def report_only(results: Path, reports: Path, suite: str | None = None, rule: st
         if not csvs:
             print(f"error: no result CSV in {results}; run a suite first (python run_all.py)", file=sys.stderr)
             return 2
+    bad = 0
     for csv in csvs:
+        try:
+            check_csv(csv)
+        except CorruptCSVError as exc:
+            bad += 1
+            print(
+                f"error: {exc}; not rendered. Rebuild it from the result files: "
+                f"python run_all.py --rebuild-csv --suite {csv.stem} --results {results}",
+                file=sys.stderr,
+            )
+            continue
         start = time.perf_counter()
         written = render_report(csv, reports, csv.stem, rule, console=console)
         console.print(
             f"suite {csv.stem}: {len(written)} files in {reports / csv.stem} "
             f"({time.perf_counter() - start:.1f} s); open {written[0]}"
         )
-    return 0
+    return 1 if bad else 0

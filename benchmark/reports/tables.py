@@ -154,8 +154,66 @@ def seeds_of(df: pd.DataFrame, key: Callable[[pd.Series], str], column: str) -> 
 
 
 def is_sweep(df: pd.DataFrame) -> bool:
-    """Several configurations per (dataset, label, seed): a sweep, whose runs must not be averaged per method."""
-    return bool(df.duplicated(["dataset", "label", "seed"]).any())
+    """Several configurations of the suite's own per (dataset, label): a sweep (a grid), whose runs must not be
+    averaged per method."""
+    own = df[df["suite_config"]] if "suite_config" in df else df
+    if "config_id" in own:
+        return bool((own.groupby(["dataset", "label"])["config_id"].nunique() > 1).any())
+    return bool(own.duplicated(["dataset", "label", "seed"]).any())
+
+
+def one_config(df: pd.DataFrame, by: tuple[str, ...] = ("dataset", "label")) -> tuple[pd.DataFrame, str]:
+    """One configuration (``config``: config id and thread count) per ``by`` group, for tables with one row per
+    method: the suite's own configuration, and among several the one with the most runs. Returns the rows and
+    a caption sentence naming what was left out ("" if nothing)."""
+    if df.empty or "config" not in df:
+        return df, ""
+    keep, dropped = [], 0
+    for _, g in df.groupby(list(by), sort=False, dropna=False):
+        if g["config"].nunique() > 1:
+            own = g[g["suite_config"]] if "suite_config" in g and g["suite_config"].any() else g
+            counts = own["config"].value_counts()
+            best = min(counts.index, key=lambda c: (-counts[c], str(c)))
+            dropped += int((g["config"] != best).sum())
+            g = g[g["config"] == best]
+        keep.append(g)
+    if not dropped:
+        return df, ""
+    note = (
+        f" Rows: the suite's own configuration (where a method ran with several, the one with most runs); "
+        f"{dropped} run(s) of other configurations or thread counts are not averaged in (see the summary)."
+    )
+    return pd.concat(keep), note
+
+
+def variants(df: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """``(dataset, label, config)`` -> what sets that configuration apart from the label's others, e.g.
+    ``train.epochs=2`` or ``1 thread``; "" for the label's only configuration, or its only one of the suite's own
+    (``suite_config``) when the others are not."""
+    out: dict[tuple[str, str, str], str] = {}
+    cols = [*D.config_columns(df), "torch_threads"]
+    for (ds, label), g in df.groupby(["dataset", "label"], sort=False):
+        first = g.drop_duplicates("config").set_index("config")
+        own = set(g.loc[g["suite_config"], "config"]) if "suite_config" in g else set(first.index)
+        if len(first) == 1:
+            out[(ds, label, first.index[0])] = ""
+            continue
+        differ = [c for c in cols if c in first and first[c].astype(str).nunique() > 1]
+        for cfg, r in first.iterrows():
+            if len(own) == 1 and cfg in own:
+                out[(ds, label, str(cfg))] = ""
+                continue
+            parts = []
+            for c in differ[:3]:
+                if c == "torch_threads":
+                    parts.append(
+                        f"{int(r[c])} thread{'s' if int(r[c]) != 1 else ''}" if D.finite(r[c]) else "threads ?"
+                    )
+                else:
+                    parts.append(f"{c}={r[c]}")
+            text = ", ".join(parts) + (", …" if len(differ) > 3 else "")
+            out[(ds, label, str(cfg))] = text or f"config {cfg}"
+    return out
 
 
 def _label(r: pd.Series) -> str:
@@ -179,6 +237,7 @@ def table1(df: pd.DataFrame, rule: str, with_paper: bool = False, dataset: str |
     """
     if df.empty or is_sweep(df):
         return []  # a sweep (several configs per method and seed) has its own tables, not Table 1
+    df, note = one_config(df)
     datasets = [dataset] if dataset else D.order_datasets(df["dataset"].tolist())
     ref = D.paper("table1")
     cols, labels = [], list(df[df["dataset"].isin(datasets)]["label"])
@@ -203,15 +262,20 @@ def table1(df: pd.DataFrame, rule: str, with_paper: bool = False, dataset: str |
     name = D.dataset_name(datasets[0]) if dataset else ", ".join(D.dataset_name(d) for d in datasets)
     key = f"table1_{dataset}" if dataset else "table1"
     title = f"Table 1 ({name})" + (": ours vs the paper" if with_paper else "")
-    caption = f"Comparison with the state of the art on {name}. {_rule_caption(rule)} {MARK_NOTE}"
+    caption = f"Comparison with the state of the art on {name}. {_rule_caption(rule)} {MARK_NOTE}{note}"
     if with_paper:
         caption += " Paper: IGM (IJCAI 2025) Table 1; Δ = ours − paper."
     return [build(key, title, caption, _rows(labels), cols, with_paper)]
 
 
 def summary(df: pd.DataFrame, rule: str) -> list[Table]:
-    """Per dataset: accuracy, the paper metric and each modality's accuracy (the terminal's table)."""
+    """Per dataset: accuracy, the paper metric and each modality's accuracy (the terminal's table).
+
+    A method run with several configurations (or thread counts) gets one row per configuration, named by what
+    differs; rows are averaged over seeds only.
+    """
     out = []
+    names = variants(df) if "config" in df else {}
     for ds in D.order_datasets(df["dataset"].tolist()):
         sub = df[df["dataset"] == ds]
         metrics = ["acc", D.paper_metric(df, ds)]
@@ -220,21 +284,35 @@ def summary(df: pd.DataFrame, rule: str) -> list[Table]:
             for c in sub.columns
             if c.startswith("test_acc_") and c.endswith(f"[{rule}]") and sub[c].notna().any()
         )
+
+        def key(r: pd.Series, ds: str = ds) -> str:
+            v = names.get((ds, str(r["label"]), str(r.get("config"))), "")
+            return f"{r['label']}|{v}" if v else str(r["label"])
+
         cols = [
             Col(
                 D.METRIC_DISPLAY.get(m, m.replace("acc_", "Acc ")),
-                seeds_of(sub, _label, f"test_{m}[{rule}]"),
+                seeds_of(sub, key, f"test_{m}[{rule}]"),
                 dagger=m == "acc",
                 significance=m == "acc",
             )
             for m in metrics
         ]
+        rows = []
+        for r in _rows(list(sub["label"])):
+            keys = sorted({key(x) for _, x in sub[sub["label"] == r.key].iterrows()}, key=lambda k: (k != r.key, k))
+            for k in keys:
+                suffix = f" [{k.split('|', 1)[1]}]" if "|" in k else ""
+                rows.append(Row(k, r.label + suffix, r.unimodal, r.proposed))
         caption = f"Test metrics on {D.dataset_name(ds)}. {_rule_caption(rule)} {MARK_NOTE}"
-        if is_sweep(sub):
-            caption += " This CSV is a sweep: each row averages all configurations of a method; see the sweep tables."
+        if any("|" in r.key for r in rows):
+            caption += (
+                " A method run with several configurations has one row per configuration ([what differs]); "
+                "runs of different configurations are never averaged."
+            )
         cols.append(Col("Seeds", text={k: str(len(v)) for k, v in cols[0].ours.items()}))
         title = f"Summary ({D.dataset_name(ds)})"
-        out.append(build(f"summary_{ds}", title, caption, _rows(list(sub["label"])), cols, False))
+        out.append(build(f"summary_{ds}", title, caption, rows, cols, False))
     return out
 
 
@@ -256,6 +334,7 @@ def table2(df: pd.DataFrame, rule: str) -> list[Table]:
         sub = df[(df["dataset"] == ds) & df["label"].isin(ABLATION)]
         if sub["label"].nunique() < 2 or is_sweep(sub):
             continue
+        sub, note = one_config(sub)
         p = ref[ref["dataset"] == ds]
         rows = [Row(k, D.display(k)) for k in ABLATION if k in set(sub["label"])]
         cols = [
@@ -274,7 +353,7 @@ def table2(df: pd.DataFrame, rule: str) -> list[Table]:
                     kind="pct",
                 )
             )
-        caption = f"Ablation of SAM and GM on {D.dataset_name(ds)}, accuracy (%). {_rule_caption(rule)}"
+        caption = f"Ablation of SAM and GM on {D.dataset_name(ds)}, accuracy (%). {_rule_caption(rule)}{note}"
         out.append(
             build(f"table2_{ds}", f"Table 2 ({D.dataset_name(ds)})", caption, rows, cols, True, row_header="Variant")
         )
@@ -315,6 +394,7 @@ def stage_frame(df: pd.DataFrame, hist: D.Histories) -> pd.DataFrame:
 
 def table3(df: pd.DataFrame, hist: D.Histories) -> list[Table]:
     """Table 3: accuracy after each stage (initial, then each modality's stage of each outer iteration)."""
+    df, note = one_config(df)
     st = stage_frame(df, hist)
     if st.empty:
         return []
@@ -332,7 +412,7 @@ def table3(df: pd.DataFrame, hist: D.Histories) -> list[Table]:
         rows = _rows(list(sub["label"]))
         caption = (
             f"Interactive enhancement on {D.dataset_name(ds)}: test accuracy after each stage "
-            "(OutK = K-th outer iteration), mean ± std over seeds. Paper: IGM Table 3."
+            f"(OutK = K-th outer iteration), mean ± std over seeds. Paper: IGM Table 3.{note}"
         )
         out.append(build(f"table3_{ds}", f"Table 3 ({D.dataset_name(ds)})", caption, rows, cols, True))
     return out
@@ -371,6 +451,7 @@ def table4(df: pd.DataFrame, rule: str) -> list[Table]:
         no_gm = df[(df["dataset"] == ds) & (df["label"] == "mie_no_gm")].copy()
         if len(no_gm) and "0.0" not in set(sub["key"]):
             sub = pd.concat([sub, no_gm.assign(key="0.0")])
+        sub, note = one_config(sub, ("dataset", "key"))
 
         def order(k: str) -> tuple[int, float]:
             try:
@@ -392,7 +473,9 @@ def table4(df: pd.DataFrame, rule: str) -> list[Table]:
                 )
             )
         rows = [Row(k, scope_name(k)) for k in keys]
-        caption = f"Scope of GM on {D.dataset_name(ds)} (share of parameters, deep to shallow). {_rule_caption(rule)}"
+        caption = (
+            f"Scope of GM on {D.dataset_name(ds)} (share of parameters, deep to shallow). {_rule_caption(rule)}{note}"
+        )
         out.append(
             build(f"table4_{ds}", f"Table 4 ({D.dataset_name(ds)})", caption, rows, cols, True, row_header="Scope")
         )
@@ -411,7 +494,7 @@ def sensitivity_rows(df: pd.DataFrame, param: str) -> pd.DataFrame:
     if sub.empty or sub[pc].nunique() < 2:
         return sub.iloc[0:0]
     ref = sub.groupby(oc)[pc].nunique().idxmax()
-    return sub[np.isclose(sub[oc].astype(float), float(ref), rtol=1e-6, atol=0.0)]
+    return one_config(sub[np.isclose(sub[oc].astype(float), float(ref), rtol=1e-6, atol=0.0)], ("dataset", pc))[0]
 
 
 def fig3(df: pd.DataFrame, rule: str) -> list[Table]:
@@ -482,7 +565,7 @@ def singular_frame(df: pd.DataFrame, hist: D.Histories) -> pd.DataFrame:
 
 def fig5a(df: pd.DataFrame, hist: D.Histories) -> list[Table]:
     """Figure 5a: average singular value per head layer (mean over modalities, then over seeds)."""
-    sv = singular_frame(df, hist)
+    sv = singular_frame(one_config(df)[0], hist)
     if sv.empty:
         return []
     ref = D.paper("fig5a_singular_values")
@@ -517,7 +600,7 @@ def clip_runs(df: pd.DataFrame) -> pd.DataFrame:
 
 def fig5b(df: pd.DataFrame, rule: str) -> list[Table]:
     """Figure 5b: CLIP encoders (runs whose model.backbones use clip_*), multimodal and per-modality accuracy."""
-    clip = clip_runs(df)
+    clip, note = one_config(clip_runs(df))
     if clip.empty:
         return []
     ref = D.paper("fig5b_clip")
@@ -540,6 +623,7 @@ def fig5b(df: pd.DataFrame, rule: str) -> list[Table]:
         caption = (
             f"CLIP encoders on {D.dataset_name(ds)}, accuracy. {_rule_caption(rule)} Paper: IGM Figure 5b (±.001)."
         )
+        caption += note
         out.append(build(f"fig5b_{ds}", f"Figure 5b ({D.dataset_name(ds)})", caption, rows, cols, True))
     return out
 
@@ -548,6 +632,7 @@ def fig5c(df: pd.DataFrame, rule: str) -> list[Table]:
     """Figure 5c: training time (minutes, wall clock) against accuracy, per dataset with two or more methods."""
     if "wall_time_s" not in df or is_sweep(df):
         return []
+    df, note = one_config(df)
     ref = D.paper("fig5c_time")
     out = []
     for ds in D.order_datasets(df["dataset"].tolist()):
@@ -568,6 +653,7 @@ def fig5c(df: pd.DataFrame, rule: str) -> list[Table]:
         caption = (
             f"Training time against accuracy on {D.dataset_name(ds)}. {_rule_caption(rule)} Paper: IGM Figure 5c "
             "(RTX 3090; the paper's caption says hours, the values read as minutes); hardware differs, compare ratios."
+            + note
         )
         out.append(
             build(f"fig5c_{ds}", f"Figure 5c ({D.dataset_name(ds)})", caption, _rows(list(sub["label"])), cols, True)

@@ -3,8 +3,10 @@
     python scripts/golden/ogm.py --released /path/to/OGM-GE_CVPR2022
 
 Runs the released ``main.train_epoch`` (concat fusion, under ``nn.DataParallel`` as released: its encoder lookup
-``name.split('.')[1]`` needs the ``module.`` prefix) for two epochs of three steps on 12 stored samples, in
-float64, from the suite's initial weights, and stores the parameters, buffers and per-step coefficients.
+``name.split('.')[1]`` needs the ``module.`` prefix) for three epochs of three steps on 12 stored samples, in
+float64, from the suite's initial weights, and stores the parameters, buffers, per-step coefficients and losses.
+The modulation window is epoch 1 only (``main.py`` numbers epochs from 0: ``for epoch in range(args.epochs)``),
+so the fixture crosses both window edges: epoch 0 is not modulated, epoch 1 is, epoch 2 is not.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from released import (  # noqa: E402
     GOLDEN_DIR,
-    exact32,
+    Float64Tensor,
     float64,
     import_released,
     map_keys,
+    nn_with,
     parse_args,
     patched,
-    released_commit,
+    recorded_backward,
+    samples,
     save_fixture,
     scaled_nn,
     seed_all,
@@ -40,7 +44,7 @@ SUITE_OVERRIDES = {
     "model.resnet_width": WIDTH,
     "model.fusion": "concat",
     "train.batch_size": 4,
-    "train.epochs": 2,
+    "train.epochs": 3,
     "train.optimizer": "sgd",
     "train.lr": 0.05,
     "train.momentum": 0.9,
@@ -49,27 +53,9 @@ SUITE_OVERRIDES = {
     "train.step_size": 1,
     "train.gamma": 0.5,
     "method.alpha": 0.8,
-    "method.modulation_starts": 0,
+    "method.modulation_starts": 1,
     "method.modulation_ends": 1,
 }
-
-
-class Float64Tensor(torch.Tensor):
-    """The released loop calls ``.float()`` on its inputs; this keeps them float64 (the golden runs' dtype)."""
-
-    def float(self, *args, **kwargs):  # noqa: A003
-        return self.as_subclass(torch.Tensor).double()
-
-
-def samples(n: int = 12, classes: int = 6) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1234)
-    label = torch.arange(n) % classes
-    audio = torch.randn(n, 16, 16, generator=g).double()
-    visual = torch.randn(n, 3, 2, 16, 16, generator=g).double()
-    # a class-dependent offset per modality, visual clearer in the second half: both OGM branches occur
-    audio += 0.3 * label.view(-1, 1, 1)
-    visual[n // 2 :] += 1.5 * label[n // 2 :].view(-1, 1, 1, 1, 1)
-    return {"audio": exact32(audio), "visual": exact32(visual), "label": label, "index": torch.arange(n)}
 
 
 class Recorder:
@@ -92,8 +78,7 @@ class Recorder:
                 rec.tanh_outputs.append(float(out))
                 return out
 
-        self.nn = types.SimpleNamespace(**{n: getattr(nn, n) for n in dir(nn) if not n.startswith("__")})
-        self.nn.Softmax, self.nn.Tanh = Softmax, Tanh
+        self.nn = nn_with(Softmax=Softmax, Tanh=Tanh)
 
     def coefficients(self, labels: list[torch.Tensor], alpha: float) -> dict[str, list[float]]:
         """Per step the released (k_audio, k_visual): the branch from the recorded logits, k from tanh."""
@@ -149,12 +134,14 @@ def released_run(checkout: str, modulation: str, init: dict, data: dict, meta: d
         for i in range(0, n, size)
     ]
     recorder = Recorder()
+    losses: list[float] = []
     seed_all(meta["step_seed"])
-    with patched(main, "nn", recorder.nn):
+    with patched(main, "nn", recorder.nn), recorded_backward(losses):
         for epoch in range(o["train.epochs"]):
             main.train_epoch(args, epoch, model, torch.device("cpu"), batches, optimizer, scheduler)
     labels = [b[2] for b in batches] * o["train.epochs"]
     trace = {k: torch.tensor(v, dtype=torch.float64) for k, v in recorder.coefficients(labels, meta["alpha"]).items()}
+    trace["loss"] = torch.tensor(losses, dtype=torch.float64)
     state = {k: v.detach().clone() for k, v in model.module.state_dict().items()}
     return state, trace
 
@@ -165,7 +152,7 @@ def main() -> None:
     for name, modulation in (("ogm", "OGM"), ("ogm_ge", "OGM_GE")):
         meta = {
             "released": "GeWu-Lab/OGM-GE_CVPR2022",
-            "commit": released_commit(args.released),
+            "commit": args.commit,
             "generator": "scripts/golden/ogm.py",
             "num_classes": 6,
             "seed": 0,

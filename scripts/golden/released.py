@@ -19,7 +19,7 @@ import importlib
 import subprocess
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,27 +35,92 @@ from tests.golden.harness import float64, seed_all  # noqa: E402
 
 __all__ = [
     "GOLDEN_DIR",
+    "Float64Tensor",
     "exact32",
     "float64",
     "import_released",
     "map_keys",
+    "nn_with",
     "parse_args",
     "patched",
+    "recorded_backward",
     "released_commit",
+    "samples",
     "save_fixture",
     "scaled_nn",
     "seed_all",
+    "stand_in",
+    "stub_missing",
 ]
+
+
+class Float64Tensor(torch.Tensor):
+    """Released loops call ``.float()`` on their inputs; this keeps them float64 (the golden runs' dtype)."""
+
+    def float(self, *args: Any, **kwargs: Any) -> torch.Tensor:  # noqa: A003
+        return self.as_subclass(torch.Tensor).double()
+
+
+def samples(n: int = 12, classes: int = 6) -> dict[str, torch.Tensor]:
+    """``n`` audio-visual samples (16x16 spectrograms, two 16x16 RGB frames), labels ``arange(n) % classes``.
+
+    Each modality carries a class-dependent offset, the visual one only in the second half, so that either
+    modality leads on some batches (both OGM branches, both PMR branches occur).
+    """
+    g = torch.Generator().manual_seed(1234)
+    label = torch.arange(n) % classes
+    audio = torch.randn(n, 16, 16, generator=g).double()
+    visual = torch.randn(n, 3, 2, 16, 16, generator=g).double()
+    audio += 0.3 * label.view(-1, 1, 1)
+    visual[n // 2 :] += 1.5 * label[n // 2 :].view(-1, 1, 1, 1, 1)
+    return {"audio": exact32(audio), "visual": exact32(visual), "label": label, "index": torch.arange(n)}
+
+
+def nn_with(**names: Any) -> types.SimpleNamespace:
+    """A stand-in for ``torch.nn`` with some names replaced (patch it over a released module's ``nn`` to record
+    what its layers see, e.g. ``nn_with(Softmax=RecordingSoftmax)``); every other name is torch's."""
+    ns = types.SimpleNamespace(**{n: getattr(nn, n) for n in dir(nn) if not n.startswith("__")})
+    for name, value in names.items():
+        setattr(ns, name, value)
+    return ns
+
+
+@contextlib.contextmanager
+def recorded_backward(values: list[float], before: Callable[[], None] | None = None) -> Iterator[None]:
+    """Append the value of every tensor ``.backward()`` is called on (the released loss of each step); ``before``
+    runs right before each backward pass (to read state such as gradient scales in force)."""
+    original = torch.Tensor.backward
+
+    def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        values.append(float(self.detach()))
+        if before is not None:
+            before()
+        return original(self, *args, **kwargs)
+
+    torch.Tensor.backward = backward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.backward = original  # type: ignore[method-assign]
 
 
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--released", required=True, help="checkout of the released repository (never committed here)")
     p.add_argument("--out", default=None, help="fixture path (default: tests/golden/<name>.npz)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--commit", default=None, help="the checkout's commit, for meta (default: `git rev-parse` in --released)"
+    )
+    args = p.parse_args(argv)
+    if args.commit is None:
+        args.commit = released_commit(args.released, args.commit)
+    return args
 
 
-def released_commit(checkout: str | Path) -> str:
+def released_commit(checkout: str | Path, given: str | None = None) -> str:
+    """``given`` if set (``--commit``), else the checkout's short HEAD, else ``"unknown"``."""
+    if given:
+        return given
     try:
         out = subprocess.run(
             ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
@@ -82,35 +147,74 @@ def import_released(checkout: str | Path, module: str, subdir: str = "") -> type
     return importlib.import_module(module)
 
 
-def _scale(c: int, k: int) -> int:
+def _scale(c: int, k: int, keep: tuple[int, ...] = ()) -> int:
     # ResNet widths (64 ... 512), concatenated features (1024) and hidden sizes that are multiples of 64 shrink by
-    # k; input channels (1, 2, 3) and class counts stay.
-    return c // k if c % 64 == 0 else c
+    # k; input channels (1, 2, 3), class counts and the sizes in ``keep`` stay.
+    return c // k if c % 64 == 0 and c not in keep else c
 
 
-def scaled_nn(k: int) -> types.SimpleNamespace:
+def scaled_nn(k: int, keep: tuple[int, ...] = ()) -> types.SimpleNamespace:
     """A stand-in for ``torch.nn`` whose Conv2d / BatchNorm2d / Linear divide multiples of 64 by ``k``.
 
     Patch it over a released module's ``nn`` while its model is built (``with patched(module, "nn",
     scaled_nn(8))``): the released ResNet18 then has the suite's ``model.resnet_width = 64 / k`` topology.
-    The layers are subclasses of torch's, so the released ``isinstance`` checks still hold.
+    The layers are subclasses of torch's, so the released ``isinstance`` checks still hold. Sizes in ``keep``
+    are left alone (a hidden layer the suite does not scale with the width, e.g. ReconBoost's 256).
     """
 
     class Conv2d(nn.Conv2d):
         def __init__(self, in_channels: int, out_channels: int, *args: Any, **kwargs: Any) -> None:
-            super().__init__(_scale(in_channels, k), _scale(out_channels, k), *args, **kwargs)
+            super().__init__(_scale(in_channels, k, keep), _scale(out_channels, k, keep), *args, **kwargs)
 
     class BatchNorm2d(nn.BatchNorm2d):
         def __init__(self, num_features: int, *args: Any, **kwargs: Any) -> None:
-            super().__init__(_scale(num_features, k), *args, **kwargs)
+            super().__init__(_scale(num_features, k, keep), *args, **kwargs)
 
     class Linear(nn.Linear):
         def __init__(self, in_features: int, out_features: int, *args: Any, **kwargs: Any) -> None:
-            super().__init__(_scale(in_features, k), _scale(out_features, k), *args, **kwargs)
+            super().__init__(_scale(in_features, k, keep), _scale(out_features, k, keep), *args, **kwargs)
 
     ns = types.SimpleNamespace(**{n: getattr(nn, n) for n in dir(nn) if not n.startswith("__")})
     ns.Conv2d, ns.BatchNorm2d, ns.Linear = Conv2d, BatchNorm2d, Linear
     return ns
+
+
+class _Stub(types.ModuleType):
+    """A module that is not installed and that the released code only imports: every attribute is a dummy."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return type(name, (), {"__init__": lambda self, *a, **k: None})
+
+
+class _StandIn(types.ModuleType):
+    def __init__(self, base: types.ModuleType, overrides: dict[str, Any]) -> None:
+        super().__init__(base.__name__)
+        self._base = base
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+
+def stand_in(module: types.ModuleType, **overrides: Any) -> types.ModuleType:
+    """``module`` with some attributes replaced, to patch over a released module's global of that name (``with
+    patched(train, "torch", stand_in(torch, float32=torch.float64))``); every other attribute is the module's."""
+    return _StandIn(module, overrides)
+
+
+def stub_missing(*names: str) -> list[str]:
+    """Install a :class:`_Stub` in ``sys.modules`` for each of ``names`` that cannot be imported (third-party
+    packages the released module imports at top level but the golden run never uses); returns the stubbed ones."""
+    stubbed = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            sys.modules[name] = _Stub(name)
+            stubbed.append(name)
+    return stubbed
 
 
 @contextlib.contextmanager

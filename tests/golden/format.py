@@ -10,7 +10,9 @@ under the suite's state-dict keys, ``data/`` the samples (one array per batch fi
 ``trace/`` per-step values of the released code (losses, coefficients, Pareto weights, T matrices, ...). A method
 may add groups of its own.
 
-Floating-point arrays are stored in float32 to keep the files small; both sides compute in float64. The
+Floating-point arrays are stored in float32 to keep the files small; both sides compute in float64. uint8 arrays
+(images, in the dataset fixtures ``data_*.npz``) are stored as uint8 and loaded as uint8 tensors; every other
+integer array as int64. The
 generators round the initial state and the samples to float32 *before* running the released code
 (:func:`exact32`), so those groups are exact; the results (``final/``, ``trace/``) carry float32 rounding,
 a relative error of about 6e-8, far inside the tests' tolerance (1e-6).
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 GOLDEN_DIR = Path(__file__).resolve().parent
+KINDS = {"f32": np.float32, "i64": np.int64, "u8": np.uint8}
 
 
 def exact32(t: torch.Tensor) -> torch.Tensor:
@@ -52,12 +55,12 @@ def save_fixture(path: str | Path, meta: dict[str, Any], groups: dict[str, dict[
     index: dict[str, list[list[Any]]] = {}
     arrays: dict[str, np.ndarray] = {}
     for group, items in groups.items():
-        packed: dict[str, list[np.ndarray]] = {"f32": [], "i64": []}
+        packed: dict[str, list[np.ndarray]] = {"f32": [], "i64": [], "u8": []}
         entries = index.setdefault(group, [])
         for name, value in items.items():
             array = _array(value)
-            kind = "f32" if array.dtype.kind == "f" else "i64"
-            packed[kind].append(array.astype(np.float32 if kind == "f32" else np.int64).reshape(-1))
+            kind = "f32" if array.dtype.kind == "f" else "u8" if array.dtype == np.uint8 else "i64"
+            packed[kind].append(array.astype(KINDS[kind]).reshape(-1))
             entries.append([name, kind, list(array.shape)])
         for kind, parts in packed.items():
             if parts:
@@ -85,11 +88,14 @@ class Fixture:
             self.meta: dict[str, Any] = json.loads(str(npz["meta"]))
             index = json.loads(str(npz["index"]))
             for group, entries in index.items():
-                offsets = {"f32": 0, "i64": 0}
+                offsets = dict.fromkeys(KINDS, 0)
+                packed: dict[str, np.ndarray] = {}  # each member decompressed once, not once per entry
                 out: dict[str, torch.Tensor] = {}
                 for name, kind, shape in entries:
                     n = int(np.prod(shape)) if shape else 1
-                    flat = npz[f"{group}.{kind}"][offsets[kind] : offsets[kind] + n]
+                    if kind not in packed:
+                        packed[kind] = npz[f"{group}.{kind}"]
+                    flat = packed[kind][offsets[kind] : offsets[kind] + n]
                     offsets[kind] += n
                     t = torch.from_numpy(flat.reshape(shape).copy())
                     out[name] = t.double() if kind == "f32" else t

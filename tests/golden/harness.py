@@ -3,7 +3,10 @@
 The suite side of every golden-step test:
 
 * the fixture's samples become the registered dataset ``golden_av`` (``data.fixture`` names the file; train,
-  val and test are the same samples, in the stored order);
+  val and test are the same samples, in the stored order, unless the fixture has a ``data_val`` or
+  ``data_test`` group for that split); by default audio-visual with the ResNet18 backbones, or the modalities
+  ``meta["modalities"]`` with pre-extracted feature vectors (``meta["feature_dims"]``, the identity encoder
+  ``golden_features``) for released code that starts from features;
 * :func:`run_from_fixture` builds the run through the real trainer (``fit``) with the model in float64 and the
   fixture's initial parameters and buffers loaded strictly; every loader is unshuffled, so the batches are the
   fixture's samples in order, as the generator fed them to the released code; the RNGs are re-seeded with
@@ -26,7 +29,7 @@ import torch
 from benchmark.config import build_config
 from benchmark.data import DatasetConfig, DatasetInfo, MultimodalDataset, TensorSplit
 from benchmark.method import Method, MethodContext
-from benchmark.registry import DATASETS, register_dataset
+from benchmark.registry import BACKBONES, DATASETS, register_backbone, register_dataset
 from tests.golden.format import GOLDEN_DIR, Fixture, exact32, load_fixture
 
 RTOL = 1e-6  # relative tolerance of a golden comparison (float64 on both sides)
@@ -37,8 +40,25 @@ class GoldenConfig(DatasetConfig):
     fixture: str = ""  # name of the npz under tests/golden/ (without .npz)
 
 
+class FeatureVectors(torch.nn.Module):
+    """Encoder of pre-extracted feature vectors: (B, dim) -> (B, dim), unchanged (no parameters)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def golden_features(model_cfg: Any, dim: int = 1, **_: object) -> torch.nn.Module:
+    """Identity encoder for a golden fixture's pre-extracted feature vectors (``meta["feature_dims"]``)."""
+    return FeatureVectors(dim)
+
+
 class GoldenAV(MultimodalDataset):
-    """The samples of a golden fixture as an audio-visual dataset (ResNet18 backbones, classes from the meta)."""
+    """The samples of a golden fixture as a dataset: audio-visual with ResNet18 backbones (classes from the
+    meta), or ``meta["modalities"]`` given as feature vectors of ``meta["feature_dims"]``."""
 
     name = "golden_av"
     Config = GoldenConfig
@@ -49,21 +69,33 @@ class GoldenAV(MultimodalDataset):
 
     @property
     def info(self) -> DatasetInfo:
-        n = int(self._fixture().meta["num_classes"]) if self.cfg.fixture else 2
+        meta = self._fixture().meta if self.cfg.fixture else {}
+        n = int(meta.get("num_classes", 2))
+        dims: dict[str, int] = meta.get("feature_dims", {})
+        modalities = tuple(meta.get("modalities", ("audio", "visual")))
+        if dims:
+            backbones = {m: "golden_features" for m in modalities}
+            args: dict[str, dict[str, Any]] = {m: {"dim": int(dims[m])} for m in modalities}
+        else:
+            backbones = {"audio": "resnet18_audio", "visual": "resnet18_visual"}
+            args = {"audio": {"in_chans": 1}, "visual": {"in_chans": 3}}
         return DatasetInfo(
             name=self.name,
-            modalities=("audio", "visual"),
+            modalities=modalities,
             num_classes=n,
             class_names=tuple(str(i) for i in range(n)),
-            default_backbones={"audio": "resnet18_audio", "visual": "resnet18_visual"},
-            backbone_args={"audio": {"in_chans": 1}, "visual": {"in_chans": 3}},
+            default_backbones=backbones,
+            backbone_args=args,
         )
 
     def split(self, name: str) -> TensorSplit:
-        data = self._fixture().group("data")
+        fx = self._fixture()
+        data = fx.group(f"data_{name}") if f"data_{name}" in fx.groups() else fx.group("data")
         return TensorSplit({k: v for k, v in data.items()})
 
 
+if "golden_features" not in BACKBONES.names():
+    register_backbone("golden_features")(golden_features)
 if "golden_av" not in DATASETS.names():
     register_dataset(GoldenAV)
 
@@ -76,6 +108,18 @@ def float64() -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(previous)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: a golden run's tensors are tiny, so thread start-up costs more than it saves (and
+    on a busy machine a two-thread BatchNorm of a few hundred numbers waits ~100x longer than one thread)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def seed_all(seed: int) -> None:
@@ -116,10 +160,10 @@ def run_from_fixture(
     over = {
         "train.checkpoint": False,
         "train.device": "cpu",
-        "train.eval_batch_size": len(fx.group("data")["label"]),
+        "train.eval_batch_size": max(len(fx[f"{g}/label"]) for g in fx.groups() if g.startswith("data")),
         **fx.meta.get("suite_overrides", {}),
         **(overrides or {}),
-        "data.fixture": name,
+        "data.fixture": name if fx.path.parent == GOLDEN_DIR else str(fx.path),  # a fixture elsewhere: its path
     }
     config = build_config(method, "golden_av", int(fx.meta.get("seed", 0)), over)
     init = fx.group("init")
@@ -148,7 +192,7 @@ def run_from_fixture(
 
     from benchmark.trainer import fit
 
-    with float64():
+    with float64(), one_thread():
         row = fit(config, None, progress=False, on_model=on_model)
     return GoldenRun(holder["method"], row, steps)
 
@@ -199,6 +243,7 @@ __all__ = [
     "assert_close",
     "float64",
     "max_rel_diff",
+    "one_thread",
     "run_from_fixture",
     "seed_all",
     "suite_initial_state",

@@ -173,6 +173,9 @@ class Mla(Method):
         self.projector = torch.eye(dim, device=self.device)
         self.exp_count = 0
         self.steps_per_epoch = 1
+        self.grad_cosine: list[dict[str, Any]] = []  # per epoch, see log_head_gradient
+        self._cos: list[float] = []
+        self._last_grad: torch.Tensor | None = None
 
     @property
     def project(self) -> bool:
@@ -201,12 +204,38 @@ class Mla(Method):
                 r = upcast(feats[m].detach()).mean(0)
                 self.projector = owm_update(self.projector, r, alpha, scalar=True)
                 head.weight.grad = head.weight.grad @ self.projector.t()
+            self.log_head_gradient(head.weight.grad)
             self.optimizer.step()
             self.exp_count += 1
             stats[f"loss_{m}"] = float(loss.detach())
             losses.append(stats[f"loss_{m}"])
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": sum(losses) / len(losses), **stats}
+
+    def log_head_gradient(self, grad: torch.Tensor) -> None:
+        """Analysis only (IGM Figure 1): the cosine between the shared head's weight gradient of this modality's
+        step (after any projection: what the optimiser applies) and that of the previous modality's step."""
+        g = grad.detach().reshape(-1).clone()
+        if self._last_grad is not None:
+            self._cos.append(float(F.cosine_similarity(upcast(g), upcast(self._last_grad), dim=0)))
+        self._last_grad = g
+
+    def on_epoch_end(self, epoch: int) -> None:
+        if self._cos:
+            cos = torch.tensor(self._cos)
+            self.grad_cosine.append(
+                {
+                    "epoch": epoch + 1,
+                    "cosine": float(cos.mean()),
+                    "cosine_min": float(cos.min()),
+                    "cosine_max": float(cos.max()),
+                    "steps": len(cos),
+                }
+            )
+        self._cos = []
+
+    def artifacts(self) -> dict[str, Any]:
+        return {"grad_cosine": [dict(e) for e in self.grad_cosine]}
 
     def fusion_weights(self, uni: Sequence[torch.Tensor]) -> torch.Tensor:
         if self.cfg.inference == "fixed":
@@ -224,8 +253,9 @@ class Mla(Method):
         )
 
     def extra_state(self) -> dict[str, Any]:
-        return {"projector": self.projector.cpu(), "exp_count": self.exp_count}
+        return {"projector": self.projector.cpu(), "exp_count": self.exp_count, "grad_cosine": self.grad_cosine}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.projector = state["projector"].to(self.device)
         self.exp_count = int(state["exp_count"])
+        self.grad_cosine = list(state.get("grad_cosine", []))

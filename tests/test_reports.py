@@ -96,28 +96,29 @@ def test_paired_test_matches_hand_computation() -> None:
 def test_table1_latex_marks_and_paper_columns(reports: Path) -> None:
     tex = (reports / "main" / "table1_crema_d.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
-    assert " & \\multicolumn{3}{c}{Acc} & \\multicolumn{3}{c}{MAP} \\\\" in tex
-    assert " & ours & paper & $\\Delta$ & ours & paper & $\\Delta$ \\\\" in tex
+    # Imb. (Audio): the weak modality (audio, .52 alone against .62 for visual) inside the model / alone.
+    assert " & \\multicolumn{3}{c}{Acc} & \\multicolumn{3}{c}{MAP} & Imb. (Audio) \\\\" in tex
+    assert " & ours & paper & $\\Delta$ & ours & paper & $\\Delta$ &  \\\\" in tex
     assert "the best validation score (rule best\\_val)" in tex
     assert _row(tex, "IGM") == (
         "IGM & \\textbf{.8205}{\\scriptsize$\\pm$.0100}$^{*}$ & .8105 & +.0100 & "
-        "\\textbf{.9100}{\\scriptsize$\\pm$.0100}$^{**}$ & .8948 & +.0152 \\\\"
+        "\\textbf{.9100}{\\scriptsize$\\pm$.0100}$^{**}$ & .8948 & +.0152 & 1.3856{\\scriptsize$\\pm$.0192} \\\\"
     )
     assert _row(tex, "IGM w/o SAM") == (
         "IGM w/o SAM & \\underline{.8000}{\\scriptsize$\\pm$.0100} & .8026 & $-$.0026 & "
-        "\\underline{.8800}{\\scriptsize$\\pm$.0000} & .8830 & $-$.0030 \\\\"
+        "\\underline{.8800}{\\scriptsize$\\pm$.0000} & .8830 & $-$.0030 & 1.3462{\\scriptsize$\\pm$.0192} \\\\"
     )
     assert _row(tex, "MLA") == (
         "MLA & .7800{\\scriptsize$\\pm$.0200}$^{\\circ}$ & .7943 & $-$.0143 & "
-        ".8600{\\scriptsize$\\pm$.0100}$^{\\circ}$ & .8572 & +.0028 \\\\"
+        ".8600{\\scriptsize$\\pm$.0100}$^{\\circ}$ & .8572 & +.0028 & 1.3077{\\scriptsize$\\pm$.0385} \\\\"
     )
     assert _row(tex, "Baseline") == (
         "Baseline & .6000{\\scriptsize$\\pm$.0200}$^{\\dagger}$ & – & – & "
-        ".6800{\\scriptsize$\\pm$.0200}$^{\\dagger}$ & – & – \\\\"
+        ".6800{\\scriptsize$\\pm$.0200}$^{\\dagger}$ & – & – & .9615{\\scriptsize$\\pm$.0385} \\\\"
     )
     # Paper-only rows keep the paper's daggers; MLA* exists only in the paper.
-    assert _row(tex, "MSES") == "MSES & – & .6156$^{\\dagger}$ & – & – & .6683$^{\\dagger}$ & – \\\\"
-    assert _row(tex, "MLA*") == "MLA* & – & .7970 & – & – & – & – \\\\"
+    assert _row(tex, "MSES") == "MSES & – & .6156$^{\\dagger}$ & – & – & .6683$^{\\dagger}$ & – & – \\\\"
+    assert _row(tex, "MLA*") == "MLA* & – & .7970 & – & – & – & – & – \\\\"
     # Below the best unimodal MAP (.7100) without being below its accuracy (.6200).
     assert _row(tex, "IGM w/o SAM \\& GM").split(" & ")[4].endswith("$^{\\dagger}$")
     assert "$^{\\dagger}$" not in _row(tex, "IGM w/o SAM \\& GM").split(" & ")[1]
@@ -125,14 +126,15 @@ def test_table1_latex_marks_and_paper_columns(reports: Path) -> None:
 
 def test_table1_paper_layout_and_macro_f1(reports: Path) -> None:
     tex = (reports / "main" / "table1.tex").read_text()
-    assert "\\multicolumn{2}{c}{CREMA-D} & \\multicolumn{2}{c}{Sarcasm}" in tex
-    assert " & Acc & MAP & Acc & Mac-F1 \\\\" in tex
+    assert "\\multicolumn{3}{c}{CREMA-D} & \\multicolumn{3}{c}{Sarcasm}" in tex
+    assert " & Acc & MAP & Imb. (Audio) & Acc & Mac-F1 & Imb. (Image) \\\\" in tex
     # Sarcasm: two seeds; IGM .8500 (best) vs Baseline .8400 with constant differences -> p = 0 -> "**".
     assert _row(tex, "IGM").endswith(
-        "& \\textbf{.8500}{\\scriptsize$\\pm$.0141}$^{**}$ & \\textbf{.8400}{\\scriptsize$\\pm$.0141}$^{**}$ \\\\"
+        "& \\textbf{.8500}{\\scriptsize$\\pm$.0141}$^{**}$ & \\textbf{.8400}{\\scriptsize$\\pm$.0141}$^{**}$ & "
+        ".9155{\\scriptsize$\\pm$.0199} \\\\"
     )
     md = (reports / "main" / "table1.md").read_text()
-    assert "| IGM | **.8205** ± .0100\\* | **.9100** ± .0100\\*\\* |" in md
+    assert "| IGM | **.8205** ± .0100\\* | **.9100** ± .0100\\*\\* | 1.3856 ± .0192 |" in md
 
 
 def test_selection_rule_changes_numbers_and_caption(tmp_path: Path) -> None:

@@ -8,28 +8,51 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmark.reports import claims as C
 from benchmark.reports import data as D
 from benchmark.reports import tables as T
 from benchmark.reports.table import Table, latex_document, latex_escape, to_latex, to_markdown, to_rich
 from benchmark.results import CorruptCSVError, atomic_write_text, check_csv
 
 
-def build_tables(csv_path: Path, rule: str = "best_val") -> list[Table]:
-    """Every table the CSV supports, in the paper's order (empty when no run finished)."""
+def build_tables(csv_path: Path, rule: str = "best_val", note: str = "") -> list[Table]:
+    """Every table the CSV supports, in the paper's order (empty when no run finished).
+
+    ``note`` (the suite's :attr:`~benchmark.suites.Suite.report_note`) is added to the captions of the summary
+    and Table 1, where a reader compares methods.
+    """
     if rule not in D.RULES:
         raise ValueError(f"unknown selection rule {rule!r}; use one of {', '.join(D.RULES)}")
     df = D.load_results(csv_path)
     if df.empty:
         return []
     hist = D.Histories(Path(csv_path).parent)
-    out = T.summary(df, rule) + T.table1(df, rule)
+    ranked = T.summary(df, rule) + T.table1(df, rule)
     paper_datasets = set(D.paper("table1")["dataset"])
     for ds in D.order_datasets(df["dataset"].tolist()):
         if ds in paper_datasets:
-            out += T.table1(df, rule, with_paper=True, dataset=ds)
+            ranked += T.table1(df, rule, with_paper=True, dataset=ds)
+    if note:
+        for t in ranked:
+            t.caption = f"{note} {t.caption}"
+    out = list(ranked)
     out += T.table2(df, rule) + T.table3(df, hist) + T.table4(df, rule) + T.fig3(df, rule)
     out += T.fig5a(df, hist) + T.fig5b(df, rule) + T.fig5c(df, rule)
     return out
+
+
+def build_claims(csv_path: Path, rule: str = "best_val") -> list[Table]:
+    """The claims check (one table per dataset; :mod:`benchmark.reports.claims`)."""
+    df = D.load_results(csv_path)
+    return C.build_claims(df, D.Histories(Path(csv_path).parent), rule)
+
+
+def suite_note(name: str) -> str:
+    """The registered suite's ``report_note`` ("" for a CSV that is no registered suite). Suites are plain data:
+    loading them imports no torch."""
+    from benchmark.registry import SUITES
+
+    return getattr(SUITES.get(name), "report_note", "") if name in SUITES else ""
 
 
 def build_figures(csv_path: Path, fig_dir: Path, tables: list[Table], rule: str = "best_val") -> list[Path]:
@@ -64,7 +87,9 @@ def render_report(
     summary tables are printed too.
     """
     csv_path, root = Path(csv_path), Path(out_dir) / name
-    tables = build_tables(csv_path, rule)
+    note = suite_note(name)
+    tables = build_tables(csv_path, rule, note)
+    claims = build_claims(csv_path, rule) if tables else []
     failed = D.failed_runs(csv_path)
     root.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -73,17 +98,29 @@ def render_report(
             path = root / f"{t.key}{suffix}"
             atomic_write_text(path, text)
             written.append(path)
+    if claims:
+        claims_md = f"# Claims check: suite {name}\n\n" + "\n".join(to_markdown(t) for t in claims)
+        claims_tex = "\n".join(to_latex(t, wide=1) for t in claims)
+        for path, text in ((root / "claims.md", claims_md), (root / "claims.tex", claims_tex)):
+            atomic_write_text(path, text)
+            written.append(path)
     figs = build_figures(csv_path, root / "figures", tables, rule) if figures else []
     written += figs
 
     md = [f"# Suite {name}\n", f"Source: `{csv_path}`; selection rule `{rule}` ({D.RULE_NAMES[rule]}).\n"]
+    if note:
+        md.append(f"**Note.** {note}\n")
     if not tables:
         md.append("No finished runs yet.\n")
     md += [to_markdown(t) for t in tables]
+    md += [to_markdown(t) for t in claims]
     md += [f"![{p.stem}](figures/{p.name})\n" for p in figs if p.suffix == ".png"]
     if len(failed):
         md.append("## Failed runs\n\n" + "".join(f"- `{r.run_id}`: {r.error}\n" for r in failed.itertuples()))
-    parts = [f"\\input{{{t.key}}}" for t in tables] or [r"No finished runs yet."]
+    parts = [f"\\textbf{{Note.}} {latex_escape(note)}\n"] if note else []
+    parts += [f"\\input{{{t.key}}}" for t in tables] or [r"No finished runs yet."]
+    if claims:
+        parts.append("\\clearpage\n\\input{claims}")
     parts += [
         "\\begin{figure}[htbp]\\centering\n"
         f"\\includegraphics[width=0.9\\linewidth]{{figures/{p.name}}}\n\\caption{{{latex_escape(p.stem)}}}\n"
@@ -95,9 +132,15 @@ def render_report(
     atomic_write_text(report_md, "\n".join(md))
     atomic_write_text(report_tex, latex_document(parts, f"mmbalance-bench: suite {name}"))
     if console is not None:
+        if note:
+            console.print(f"[bold]Note.[/bold] {note}")
         for t in tables:
             if t.key.startswith("summary_"):
                 console.print(to_rich(t))
+        for t in claims:
+            verdicts = [cells[-1].text for _, cells in t.rows]
+            counts = ", ".join(f"{verdicts.count(v)} {v}" for v in C.VERDICTS if v in verdicts)
+            console.print(f"{t.title}: {counts} ({root / 'claims.md'})")
     return [report_md, report_tex, *written]
 
 

@@ -172,6 +172,7 @@ def latex_escape(text: str) -> str:
                 "±": r"$\pm$",
                 "τ": r"$\tau$",
                 "ρ": r"$\rho$",
+                "α": r"$\alpha$",
                 "Δ": r"$\Delta$",
                 "×": r"$\times$",
                 "✓": r"$\checkmark$",

@@ -228,6 +228,43 @@ def _rule_caption(rule: str) -> str:
     return f"Model selection: {D.RULE_NAMES[rule]} (rule {rule}); mean ± std over seeds."
 
 
+# -- the imbalance column ---------------------------------------------------------------------------------
+IMBALANCE_NOTE = (
+    "Imb. (m) = the weak modality m's accuracy inside the model divided by the same encoder trained alone "
+    "(m = the modality whose unimodal run is least accurate; < 1: the model under-trains it)."
+)
+
+
+def weak_modality(sub: pd.DataFrame, rule: str) -> str | None:
+    """The modality whose unimodal run is least accurate on average (None without unimodal runs)."""
+    col = f"test_acc[{rule}]"
+    means = {}
+    for label, part in sub[sub["label"].map(lambda x: str(x).startswith("unimodal_"))].groupby("label"):
+        vals = part[col].dropna() if col in part else []
+        if len(vals):
+            means[str(label)[len("unimodal_") :]] = float(np.mean(vals))
+    return min(means, key=means.get) if len(means) >= 2 else None
+
+
+def imbalance(df: pd.DataFrame, rule: str) -> pd.Series:
+    """Per run: the weak modality's accuracy inside the model divided by the same encoder trained alone.
+
+    The weak modality of a dataset is the one whose ``unimodal`` runs are least accurate; the denominator is
+    the mean over seeds of that unimodal run's test accuracy (rule ``rule``). NaN where a dataset has no
+    unimodal runs of every modality or the run has no accuracy of that modality.
+    """
+    out = pd.Series(np.nan, index=df.index, dtype=float)
+    for _, sub in df.groupby("dataset"):
+        weak = weak_modality(sub, rule)
+        col = f"test_acc_{weak}[{rule}]"
+        if weak is None or col not in sub:
+            continue
+        alone = sub.loc[sub["label"] == f"unimodal_{weak}", f"test_acc[{rule}]"].mean()
+        if D.finite(alone) and alone > 0:
+            out.loc[sub.index] = sub[col].astype(float) / float(alone)
+    return out
+
+
 # -- Table 1 ------------------------------------------------------------------------------------------------
 def table1(df: pd.DataFrame, rule: str, with_paper: bool = False, dataset: str | None = None) -> list[Table]:
     """Table 1: accuracy and MAP (audio-visual) or macro-F1 (others) per dataset, marked as in the paper.
@@ -259,10 +296,22 @@ def table1(df: pd.DataFrame, rule: str, with_paper: bool = False, dataset: str |
                     significance=True,
                 )
             )
+        weak = weak_modality(sub, rule)
+        if weak is not None:
+            cols.append(
+                Col(
+                    f"Imb. ({D.modality_name(weak)})",
+                    seeds_of(sub.assign(_imb=imbalance(sub, rule)), _label, "_imb"),
+                    group=D.dataset_name(ds) if len(datasets) > 1 or not with_paper else "",
+                    best=False,
+                )
+            )
     name = D.dataset_name(datasets[0]) if dataset else ", ".join(D.dataset_name(d) for d in datasets)
     key = f"table1_{dataset}" if dataset else "table1"
     title = f"Table 1 ({name})" + (": ours vs the paper" if with_paper else "")
     caption = f"Comparison with the state of the art on {name}. {_rule_caption(rule)} {MARK_NOTE}{note}"
+    if any(c.name.startswith("Imb.") for c in cols):
+        caption += f" {IMBALANCE_NOTE}"
     if with_paper:
         caption += " Paper: IGM (IJCAI 2025) Table 1; Δ = ours − paper."
     return [build(key, title, caption, _rows(labels), cols, with_paper)]
@@ -304,7 +353,13 @@ def summary(df: pd.DataFrame, rule: str) -> list[Table]:
             for k in keys:
                 suffix = f" [{k.split('|', 1)[1]}]" if "|" in k else ""
                 rows.append(Row(k, r.label + suffix, r.unimodal, r.proposed))
+        weak = weak_modality(sub, rule)
+        if weak is not None:
+            imb = seeds_of(sub.assign(_imb=imbalance(sub, rule)), key, "_imb")
+            cols.append(Col(f"Imb. ({D.modality_name(weak)})", imb, best=False))
         caption = f"Test metrics on {D.dataset_name(ds)}. {_rule_caption(rule)} {MARK_NOTE}"
+        if weak is not None:
+            caption += f" {IMBALANCE_NOTE}"
         if any("|" in r.key for r in rows):
             caption += (
                 " A method run with several configurations has one row per configuration ([what differs]); "

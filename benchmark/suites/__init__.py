@@ -7,9 +7,11 @@ A suite is one :class:`Suite` instance registered with ``register_suite`` in one
                          grid=({"method.tau": 0.4}, {"method.tau": 1.3})))
 
 ``methods=None`` means every registered method. Each method contributes the runs of its ``expand`` (the
-``unimodal`` method one per modality); ``grid`` multiplies every run by a list of override dicts, and
-``method_overrides[name]`` adds overrides to one method's runs only; ``exclude`` drops (method, dataset)
-pairs (``"*"`` matches any), e.g. two-modality methods on a three-modality dataset.
+``unimodal`` method one per modality); ``grid`` multiplies every run by a list of override dicts
+(``method_grids[name]`` replaces it for one method: per-method tuning grids), and ``method_overrides[name]``
+adds overrides to one method's runs only; ``exclude`` drops (method, dataset) pairs (``"*"`` matches any),
+e.g. two-modality methods on a three-modality dataset. ``report_note`` heads the suite's report and the
+captions of its summary and Table 1 (e.g. that a smoke test does not rank methods).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class Suite:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     grid: tuple[dict[str, Any], ...] = ({},)
+    method_grids: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     exclude: tuple[tuple[str, str], ...] = ()
+    report_note: str = ""
 
     def excluded(self, method: str, dataset: str) -> bool:
         return any(m in ("*", method) and d in ("*", dataset) for m, d in self.exclude)
@@ -62,7 +66,7 @@ class Suite:
                 if self.excluded(method, dataset):
                     continue
                 for variant in METHODS.get(method).expand(info):
-                    for point in self.grid:
+                    for point in self.method_grids.get(method, self.grid):
                         for seed in seeds or self.seeds:
                             merged = {
                                 **self.overrides,

@@ -17,7 +17,7 @@ A method is one registered class in ``methods/``::
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            return {"loss": loss.item()}
+            return {"loss": loss.detach()}   # a tensor: the trainer reads it without a sync per step on CUDA
 
 ``training_step`` owns the whole update: forward passes, any number of backward passes, gradient edits and
 optimiser steps. Two-pass methods (SAM), several backward passes (MMPareto), alternating modalities (MLA, MIE)
@@ -167,6 +167,12 @@ def upcast(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
+def with_zero_sample(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with one all-zero sample appended along the batch dimension: a masked-input pass and the real pass
+    in one eval-mode forward (rows ``[:-1]`` and ``[-1:]``; in eval mode samples do not interact)."""
+    return torch.cat([x, torch.zeros_like(x[:1])])
+
+
 def build_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
     """SGD (momentum), Adam or AdamW from ``train.*``; ``params`` may be parameter groups."""
     lr = cfg.lr if lr is None else lr
@@ -253,8 +259,11 @@ class Method:
         """The training batches of ``epoch`` (override to resample, e.g. SMV)."""
         return self.ctx.loader("train", epoch=epoch)
 
-    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One update on ``batch``; returns floats for logging and must include ``loss``."""
+    def training_step(self, batch: Batch, step: int) -> dict[str, float | torch.Tensor]:
+        """One update on ``batch``; returns numbers or 0-d tensors for logging and must include ``loss``.
+
+        Return tensors (``loss.detach()``; a parameter's value copied with ``.detach().clone()``) rather than
+        ``.item()``: on CUDA the trainer reads them every ``train.log_every`` steps, one host sync per window."""
         raise NotImplementedError
 
     def on_epoch_end(self, epoch: int) -> None:

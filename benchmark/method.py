@@ -17,7 +17,7 @@ A method is one registered class in ``methods/``::
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            return {"loss": loss.item()}
+            return {"loss": loss.detach()}   # a tensor: the trainer reads it without a sync per step on CUDA
 
 ``training_step`` owns the whole update: forward passes, any number of backward passes, gradient edits and
 optimiser steps. Two-pass methods (SAM), several backward passes (MMPareto), alternating modalities (MLA, MIE)
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -95,6 +95,8 @@ class MethodContext:
     splits: dict[str, Dataset]
     run_dir: Path | None = None
     store: ResultStore | None = None
+    # Loaders over worker processes kept across epochs on CUDA (persistent workers), by their arguments.
+    _reused: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def train(self) -> TrainConfig:
@@ -121,19 +123,35 @@ class MethodContext:
         """A loader over ``split`` (or over ``dataset``, e.g. a resampled training set).
 
         A training loader drops a last batch of a single sample: BatchNorm cannot normalise it in train mode.
+        On CUDA batches are pinned, and with ``train.num_workers > 0`` a split's loader is reused across epochs
+        (persistent workers) unless it is being iterated already; the batches are the same either way.
         """
         train = split == "train"
         data = dataset if dataset is not None else self.splits[split]
         size = batch_size or (self.train.batch_size if train else self.train.eval_batch_size)
-        return make_loader(
+        shuffle = train if shuffle is None else shuffle
+        drop_last = drop_last or (train and len(data) % size == 1)
+        cuda = self.device.type == "cuda"
+        reuse = cuda and self.train.num_workers > 0 and dataset is None
+        key = (split, size, shuffle, drop_last)
+        cached = self._reused.get(key) if reuse else None
+        if cached is not None and not cached.active:
+            cached.set_epoch(epoch)
+            return cached
+        loader = make_loader(
             data,
             size,
-            shuffle=train if shuffle is None else shuffle,
+            shuffle=shuffle,
             seed=self.config.seed,
             epoch=epoch,
             num_workers=self.train.num_workers,
-            drop_last=drop_last or (train and len(data) % size == 1),
+            drop_last=drop_last,
+            pin_memory=cuda,
+            persistent_workers=reuse and cached is None,
         )
+        if reuse and cached is None:
+            self._reused[key] = loader
+        return loader
 
     def batches(self, loader: Iterable[Batch], limit: int = 0) -> Iterator[Batch]:
         """Iterate ``loader`` with batches moved to the device; ``limit`` > 0 stops after that many."""
@@ -158,6 +176,12 @@ def upcast(t: torch.Tensor) -> torch.Tensor:
     """``t`` in float32 if it is half precision (bf16/fp16 under autocast); float32 and float64 pass unchanged,
     so a float64 run (the golden-step tests) keeps its precision where a plain ``.float()`` would drop it."""
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
+def with_zero_sample(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with one all-zero sample appended along the batch dimension: a masked-input pass and the real pass
+    in one eval-mode forward (rows ``[:-1]`` and ``[-1:]``; in eval mode samples do not interact)."""
+    return torch.cat([x, torch.zeros_like(x[:1])])
 
 
 def build_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
@@ -246,8 +270,11 @@ class Method:
         """The training batches of ``epoch`` (override to resample, e.g. SMV)."""
         return self.ctx.loader("train", epoch=epoch)
 
-    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One update on ``batch``; returns floats for logging and must include ``loss``."""
+    def training_step(self, batch: Batch, step: int) -> dict[str, float | torch.Tensor]:
+        """One update on ``batch``; returns numbers or 0-d tensors for logging and must include ``loss``.
+
+        Return tensors (``loss.detach()``; a parameter's value copied with ``.detach().clone()``) rather than
+        ``.item()``: on CUDA the trainer reads them every ``train.log_every`` steps, one host sync per window."""
         raise NotImplementedError
 
     def on_epoch_end(self, epoch: int) -> None:

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import EpochWindowConfig, Method, eval_mode, upcast
+from benchmark.method import EpochWindowConfig, Method, eval_mode, upcast, with_zero_sample
 from benchmark.models import apply_official_init
 from benchmark.registry import register_method
 
@@ -207,8 +207,11 @@ class Agm(Method):
         """Fused logits of every coalition of modalities, the others' inputs zeroed, BN in eval mode."""
         model = self.model
         with eval_mode(model):
-            real = {m: model.encoders[m](batch[m]) for m in self.modalities}
-            zero = {m: model.encoders[m](torch.zeros_like(batch[m][:1])).expand_as(feats[m]) for m in self.modalities}
+            # One pass per encoder with the zero input appended (in eval mode samples do not interact: the rows
+            # are those of a real pass and a zero pass, to rounding).
+            both = {m: model.encoders[m](with_zero_sample(batch[m])) for m in self.modalities}
+            real = {m: both[m][:-1] for m in self.modalities}
+            zero = {m: both[m][-1:].expand_as(feats[m]) for m in self.modalities}
             outputs = {frozenset(self.modalities): full}
             for size in range(0 if with_empty else 1, len(self.modalities)):
                 for kept in itertools.combinations(self.modalities, size):
@@ -221,8 +224,14 @@ class Agm(Method):
         fc = getattr(fusion, "fc_out", None)
         weights = [fc.weight] if isinstance(fc, nn.Linear) else [p for p in fusion.parameters() if p.dim() >= 2]
         grads = [w.grad for w in weights if w.grad is not None]
-        if grads and (max(float(g.max()) for g in grads) > 1 or min(float(g.min()) for g in grads) < -1):
-            nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=1.0)
+        if not grads:
+            return
+        # ``clip_grad_norm_(max_norm=1)`` when a fusion weight's gradient leaves [-1, 1], decided on the device: a
+        # total norm of 0 gives the clip factor 1 (clamped), i.e. the gradients stay exactly as they are.
+        outside = torch.stack([g.abs().amax() for g in grads]).amax() > 1
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        total = nn.utils.get_total_norm([p.grad for p in params])
+        nn.utils.clip_grads_with_norm_(params, 1.0, torch.where(outside, total, torch.zeros_like(total)))
 
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
         paper = self.cfg.variant == "paper"
@@ -262,7 +271,7 @@ class Agm(Method):
             loss.backward()
         self._clip()
         self.optimizer.step()
-        stats = {"loss": loss.item()}
+        stats = {"loss": loss.detach()}
         stats.update({f"kappa_{m}": self.scales[m] for m in self.modalities})
         stats.update({f"score_{m}": s for m, s in zip(self.modalities, scores, strict=True)})
         return stats

@@ -178,13 +178,14 @@ class Domfn(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        n_joint = int(joint.sum())
-        self._joint_count += n_joint
+        n_joint = joint.sum()  # a device tensor: read once per epoch in on_epoch_end, not per step
+        self._joint_count = self._joint_count + n_joint
         self._sample_count += len(y)
-        return {"loss": loss.item(), "joint_frac": n_joint / len(y)}
+        return {"loss": loss.detach(), "joint_frac": n_joint / len(y)}
 
     def on_epoch_end(self, epoch: int) -> None:
-        self.joint_fraction.append({"epoch": epoch + 1, "joint": self._joint_count / max(self._sample_count, 1)})
+        joint = float(self._joint_count) / max(self._sample_count, 1)
+        self.joint_fraction.append({"epoch": epoch + 1, "joint": joint})
 
     def predict(self, batch: Batch) -> ModelOutput:
         out = self.forward(batch)

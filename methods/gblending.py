@@ -221,7 +221,7 @@ class GBlending(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in losses.items()}}
+        return {"loss": loss.detach(), **{f"loss_{k}": v.detach() for k, v in losses.items()}}
 
     # -- state -----------------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

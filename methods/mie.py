@@ -48,10 +48,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
+from benchmark.entropy_fusion import entropy_fusion_weights, fuse_logits
 from benchmark.evaluation import evaluate
 from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler, eval_mode, upcast
 from benchmark.models import ModelOutput, build_encoder
 from benchmark.registry import register_method
+from benchmark.sam import perturb_per_tensor_, sam_ascent
 
 # Relative spread below which a spectrum counts as flat (all eigenvalues equal): then T = I.
 DEGENERATE_RTOL = 1e-12
@@ -182,51 +184,19 @@ def modify_gradient_(weight: nn.Parameter, t: torch.Tensor) -> None:
     weight.grad = (g.reshape(g.shape[0], -1) @ t.to(g.dtype)).reshape(g.shape)
 
 
-@torch.no_grad()
-def perturb_per_tensor_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None], rho: float) -> None:
-    """Official code's SAM perturbation: ``p.data = p.data + rho * g_p / ||g_p||_2`` per tensor, never undone
-    (``train_CREMA.py`` lines 96-116 and 226-246).
-
-    The parameter's data is *rebound* to a new tensor, as in the code, not changed in place. What autograd then
-    sees in a graph recorded before the call (``docs/methods/mie.md``, "What the perturbation reaches"): ops
-    that saved the parameter itself (Conv2d, BatchNorm, LayerNorm weights) read the perturbed value in the
-    backward pass; ``nn.Linear`` saved a view of the old storage (``weight.t()``), so its backward keeps the
-    unperturbed weight. An in-place ``add_`` would perturb both. A tensor whose gradient is None or exactly
-    zero is left alone (the code would write NaN).
-    """
-    for p, g in zip(params, grads):
-        if g is None:
-            continue
-        norm = g.norm(2)
-        if norm > 0:
-            p.data = p.data + g * (rho / norm)
-
-
 def sam_gradients(
     params: Sequence[torch.Tensor], loss_fn: Callable[[], torch.Tensor], rho: float
 ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
     """Textbook SAM (Foret et al. 2021; IGM Eq. 7-8): the gradient at ``theta + rho g/||g||_2`` (global norm).
 
     ``loss_fn`` recomputes the whole forward pass. Returns (loss at theta, gradients at the perturbed point);
-    the parameters are restored exactly (copied back, not subtracted) before returning.
+    the parameters are restored exactly (copied back, not subtracted) before returning (:func:`sam_ascent`).
     """
     loss = loss_fn()
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    present = [g for g in grads if g is not None]
-    norm = torch.norm(torch.stack([g.norm(2) for g in present])) if present else torch.tensor(0.0)
-    saved = [p.detach().clone() for p in params]
-    if rho > 0 and norm > 0:
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                if g is not None:
-                    p.add_(g * (rho / norm))
-    try:
+    with sam_ascent(params, grads, rho):
         perturbed_loss = loss_fn()
         perturbed_grads = list(torch.autograd.grad(perturbed_loss, params, allow_unused=True))
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
     return loss.detach(), perturbed_grads
 
 
@@ -244,11 +214,8 @@ def entropy_weighted_fusion(logits: dict[str, torch.Tensor]) -> torch.Tensor:
     modalities); fused logits ``sum_m w_m(i) logits_m(i)``. MLA's code computes one entropy per test batch
     (softmax over the batch dimension); per-sample weights make predictions independent of batch composition.
     """
-    stacked = torch.stack([upcast(v) for v in logits.values()])  # (M, B, C)
-    logp = torch.log_softmax(stacked, dim=2)
-    entropy = -(logp.exp() * logp).sum(dim=2)  # (M, B)
-    weights = torch.softmax(-entropy, dim=0)
-    return (weights.unsqueeze(2) * stacked).sum(0)
+    per_modality = list(logits.values())
+    return fuse_logits(per_modality, entropy_fusion_weights(per_modality, per_sample=True))
 
 
 MixupDraw = Callable[[int, float], tuple[float, torch.Tensor]]
@@ -547,7 +514,7 @@ class Mie(Method):
         self._prev_grad: torch.Tensor | None = None  # mean head-weight gradient of the previous stage's last epoch
         self._grad_sum: torch.Tensor | None = None
         self._grad_n = 0
-        self._cos: list[tuple[float, float]] = []
+        self._cos: list[torch.Tensor] = []  # per step: (cosine after T, cosine before), on the device
         # mixup's (lam, permutation) source; the golden test replaces it with the released code's draws.
         self.mixup_draw: MixupDraw = beta_permutation_draw
         self._art: dict[str, Any] = {
@@ -709,12 +676,9 @@ class Mie(Method):
             return
         final = self._head_grad(modality)
         if self._prev_grad is not None and self._prev_grad.shape == final.shape:
-            self._cos.append(
-                (
-                    float(F.cosine_similarity(final, self._prev_grad, dim=0)),
-                    float(F.cosine_similarity(raw, self._prev_grad, dim=0)),
-                )
-            )
+            # kept on the device (no host sync per step), read once in on_epoch_end
+            prev = self._prev_grad
+            self._cos.append(torch.stack([F.cosine_similarity(v, prev, dim=0) for v in (final, raw)]))
         self._grad_sum = final.clone() if self._grad_sum is None else self._grad_sum + final
         self._grad_n += 1
 
@@ -731,7 +695,7 @@ class Mie(Method):
             loss = self._paper_gradients(batch[m], y, m, params)
         self._apply_gm(m)
         self.optimizer.step()
-        return {"loss": float(loss.detach())}
+        return {"loss": loss.detach()}
 
     def _official_loss(self, x: torch.Tensor, y: torch.Tensor, m: str, params: list[nn.Parameter]) -> torch.Tensor:
         """``(1-r) mixup-CE + r CE(head_perturbed(f), y)`` (official ``train_withP``/``train_withoutP``)."""
@@ -771,7 +735,7 @@ class Mie(Method):
     def on_epoch_end(self, epoch: int) -> None:
         stage = self.stage
         if self._cos:
-            cos = torch.tensor(self._cos)
+            cos = torch.stack(self._cos).float().cpu()  # float32, as the Python floats' tensor was
             self._art["grad_cosine"].append(
                 {
                     "stage": stage.index,

@@ -45,34 +45,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
+from benchmark.entropy_fusion import entropy_fusion_weights, fuse_logits
 from benchmark.method import Method, MethodConfig, upcast
 from benchmark.models import ModelOutput, build_encoders, official_weight_init
 from benchmark.registry import register_method
-
-
-def entropy_fusion_weights(logits_list: Sequence[torch.Tensor], per_sample: bool = False) -> torch.Tensor:
-    """MLA's entropy gating weights ``w_m = exp(max_j H_j - H_m) / sum_j exp(max_j H_j - H_j)``.
-
-    ``per_sample=False`` (official ``calculate_gating_weights``): ``p = softmax(logits_m, dim=0)`` over the batch
-    and ``H_m = -sum p log p`` over the whole B x C matrix; returns shape (M,).
-    ``per_sample=True`` (paper): ``p = softmax(logits_m, dim=1)`` per sample; returns shape (M, B).
-    """
-    dim = 1 if per_sample else 0
-    ents = []
-    for lg in logits_list:
-        logp = F.log_softmax(upcast(lg), dim=dim)
-        h = -(logp.exp() * logp)
-        ents.append(h.sum(dim=1) if per_sample else h.sum())
-    h_all = torch.stack(ents)  # (M,) or (M, B)
-    return torch.softmax(-h_all, dim=0)
-
-
-def fuse_logits(logits_list: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """``sum_m w_m * logits_m`` with weights of shape (M,) or (M, B)."""
-    out = torch.zeros_like(logits_list[0], dtype=torch.float32)
-    for lg, w in zip(logits_list, weights):
-        out = out + (w.reshape(-1, 1) if w.dim() else w) * upcast(lg)
-    return out
 
 
 def owm_update(p: torch.Tensor, r: torch.Tensor, alpha: float, scalar: bool = True) -> torch.Tensor:
@@ -174,7 +150,7 @@ class Mla(Method):
         self.exp_count = 0
         self.steps_per_epoch = 1
         self.grad_cosine: list[dict[str, Any]] = []  # per epoch, see log_head_gradient
-        self._cos: list[float] = []
+        self._cos: list[torch.Tensor] = []  # per step, on the device
         self._last_grad: torch.Tensor | None = None
 
     @property
@@ -207,22 +183,22 @@ class Mla(Method):
             self.log_head_gradient(head.weight.grad)
             self.optimizer.step()
             self.exp_count += 1
-            stats[f"loss_{m}"] = float(loss.detach())
+            stats[f"loss_{m}"] = loss.detach()
             losses.append(stats[f"loss_{m}"])
         self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": sum(losses) / len(losses), **stats}
+        return {"loss": sum(v.double() for v in losses) / len(losses), **stats}  # the floats' mean
 
     def log_head_gradient(self, grad: torch.Tensor) -> None:
         """Analysis only (IGM Figure 1): the cosine between the shared head's weight gradient of this modality's
         step (after any projection: what the optimiser applies) and that of the previous modality's step."""
         g = grad.detach().reshape(-1).clone()
         if self._last_grad is not None:
-            self._cos.append(float(F.cosine_similarity(upcast(g), upcast(self._last_grad), dim=0)))
+            self._cos.append(F.cosine_similarity(upcast(g), upcast(self._last_grad), dim=0))  # read per epoch
         self._last_grad = g
 
     def on_epoch_end(self, epoch: int) -> None:
         if self._cos:
-            cos = torch.tensor(self._cos)
+            cos = torch.stack(self._cos).float().cpu()  # float32, as the Python floats' tensor was
             self.grad_cosine.append(
                 {
                     "epoch": epoch + 1,

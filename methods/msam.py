@@ -43,9 +43,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig, eval_mode, upcast
+from benchmark.method import Method, MethodConfig, eval_mode, upcast, with_zero_sample
 from benchmark.models import FusionModel
 from benchmark.registry import register_method
+from benchmark.sam import sam_ascent
 
 Subset = frozenset[str]
 
@@ -114,38 +115,27 @@ def msam_gradients(
     rho: float,
     perturb: Sequence[torch.Tensor] | None = None,
     eps: float = 1e-12,
-) -> tuple[float, float]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Write ``share * grad l(theta + e) + (1 - share) * grad l(theta)`` into ``p.grad`` for ``params``.
 
     ``closure(perturbed)`` computes the loss ``l`` (``perturbed`` tells it that theta is moved);
     ``e = rho * g_d / ||g_d||`` with ``g_d = share * grad l`` restricted to ``perturb`` (default: ``params``).
-    Parameters are restored before returning. Returns the loss at theta and at theta + e.
+    Parameters are restored exactly before returning (:func:`benchmark.sam.sam_ascent`). Returns the loss at
+    theta and at theta + e (0-d tensors).
     """
     params = list(params)
     loss = closure(False)
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
     perturb_ids = {id(p) for p in (params if perturb is None else perturb)}
-    chosen = [(p, share * g) for p, g in zip(params, grads) if id(p) in perturb_ids]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for _, g in chosen])) if chosen else 0
-    scale = rho / (float(norm) + eps)
-    moves = []
-    with torch.no_grad():
-        for p, g in chosen:
-            e = g * scale
-            p.add_(e)
-            moves.append((p, e))
-    try:
+    directions = [share * g if id(p) in perturb_ids else None for p, g in zip(params, grads)]
+    with sam_ascent(params, directions, rho, eps):
         loss_perturbed = closure(True)
         grads_perturbed = torch.autograd.grad(loss_perturbed, params, allow_unused=True)
-    finally:
-        with torch.no_grad():
-            for p, e in moves:
-                p.sub_(e)
     for p, g, gp in zip(params, grads, grads_perturbed):
         gp = torch.zeros_like(p) if gp is None else gp
         p.grad = share * gp + (1.0 - share) * g
-    return float(loss.detach()), float(loss_perturbed.detach())
+    return loss.detach(), loss_perturbed.detach()
 
 
 @contextlib.contextmanager
@@ -195,10 +185,14 @@ class MSam(Method):
     def batch_shares(self, batch: Batch) -> dict[str, float]:
         model = self.model
         with eval_mode(model), self.autocast():
-            present = {m: model.encoders[m](batch[m]) for m in self.modalities}
             if self.cfg.mask == "input":
-                absent = {m: model.encoders[m](torch.zeros_like(batch[m][:1])) for m in self.modalities}
+                # one eval-mode pass per encoder with the zero input appended: samples do not interact
+                # in eval mode, so the rows are those of two separate passes (to rounding)
+                both = {m: model.encoders[m](with_zero_sample(batch[m])) for m in self.modalities}
+                present = {m: both[m][:-1] for m in self.modalities}
+                absent = {m: both[m][-1:] for m in self.modalities}
             else:
+                present = {m: model.encoders[m](batch[m]) for m in self.modalities}
                 absent = {m: torch.zeros_like(present[m][:1]) for m in self.modalities}
             acc = subset_accuracies(model.fusion, present, absent, batch["label"])
         return shapley_shares(shapley_values(acc, self.modalities))

@@ -177,7 +177,7 @@ class Mses(Method):
                     else:
                         p.grad = None
         self.optimizer.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     @torch.no_grad()
     def modality_losses(self) -> dict[str, float]:

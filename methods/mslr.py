@@ -169,13 +169,13 @@ class Mslr(Method):
             mult = self.multipliers()
             with torch.no_grad():
                 for m, params in self.groups.items():
-                    for p in params:
-                        if p.grad is not None:
-                            p.grad.mul_(mult[m])
+                    grads = [p.grad for p in params if p.grad is not None]
+                    if grads:
+                        torch._foreach_mul_(grads, mult[m])
         else:  # outside AGM's window: plain gradients (CREMAD_main.py:227-232)
             mult = dict.fromkeys(self.modalities, 1.0)
         self.optimizer.step()
-        return {"loss": loss.item(), **{f"mult_{m}": v for m, v in mult.items()}}
+        return {"loss": loss.detach(), **{f"mult_{m}": v for m, v in mult.items()}}
 
     def on_evaluation_end(self, epoch: int, metrics: dict[str, dict[str, float]]) -> None:
         split = metrics[self.cfg.acc_split]

@@ -169,16 +169,17 @@ class Ogm(Method):
         """Rewrite the encoders' gradients in place: ``g <- k g`` (OGM) or ``g <- k g + N(0, std(g)^2)`` (GE)."""
         for m, k in coeffs.items():
             noisy = self.add_noise and (self.cfg.variant == "official" or k < 1.0)
-            for p in self._params[m]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if noisy:
+            grads = [p.grad for p in self._params[m] if p.grad is not None]
+            if not grads:
+                continue
+            noises = []
+            if noisy:  # std of the unscaled gradient (code at HEAD); one draw per tensor, in parameter order
+                for g in grads:
                     std = g.std() if g.numel() > 1 else torch.zeros((), device=g.device, dtype=g.dtype)
-                    noise = torch.randn_like(g) * (std + 1e-8)  # std of the unscaled gradient (code at HEAD)
-                    g.mul_(k).add_(noise)
-                else:
-                    g.mul_(k)
+                    noises.append(torch.randn_like(g) * (std + 1e-8))
+            torch._foreach_mul_(grads, k)  # one fused kernel instead of a launch per tensor
+            if noises:
+                torch._foreach_add_(grads, noises)
 
     def backward(self, batch: Batch) -> dict[str, float]:
         """Forward, cross-entropy backward and (inside the window) the gradient modulation; no optimiser step."""
@@ -190,7 +191,7 @@ class Ogm(Method):
         coeffs = self.coefficients(out.unimodal_logits, labels)
         if self.cfg.in_window(self.epoch):
             self.modulate(coeffs)
-        return {"loss": loss.item(), **{f"k_{m}": k for m, k in coeffs.items()}}
+        return {"loss": loss.detach(), **{f"k_{m}": k for m, k in coeffs.items()}}
 
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
         stats = self.backward(batch)

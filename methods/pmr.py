@@ -202,7 +202,7 @@ class Pmr(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.item(), **stats}
+        return {"loss": loss.detach(), **stats}
 
     # -- state -----------------------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

@@ -301,7 +301,7 @@ class ReconBoost(Method):
         else:  # empty ensemble (scratch, stage 0): the released constant c0 as a (B, 1) column, so q_y = 1
             ens = f_m.new_zeros(f_m.shape[0], 1)
         loss = boosting_loss(f_m, ens, y, self.cfg.w1, self.cfg.w2)
-        stats = {"boost_loss": float(loss.detach())}
+        stats = {"boost_loss": loss.detach()}
         if stage >= 1:
             prev = self.stage_modality(stage - 1)
             # train.py ~348 runs the previous learner once more, in train mode, for the MSE term (its BatchNorm
@@ -313,11 +313,11 @@ class ReconBoost(Method):
                 p_cur = p_cur.detach()
             ga = F.mse_loss(p_cur, F.softmax(f_prev, dim=1))
             loss = loss + self.cfg.alpha * ga
-            stats["ga_loss"] = float(ga.detach())
+            stats["ga_loss"] = ga.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": float(loss.detach()), **stats}
+        return {"loss": loss.detach(), **stats}
 
     def _phase2_step(self, batch: Batch) -> dict[str, float]:
         model: ReconBoostModel = self.model  # type: ignore[assignment]
@@ -327,7 +327,7 @@ class ReconBoost(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": float(loss.detach()), "boost_rate": float(model.boost_rate.detach())}
+        return {"loss": loss.detach(), "boost_rate": model.boost_rate.detach().clone()}  # (a parameter: copied)
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def on_evaluation_end(self, epoch: int, metrics: dict[str, dict[str, float]]) -> None:

@@ -250,7 +250,7 @@ class Smv(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     # -- state -----------------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

@@ -150,6 +150,12 @@ register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
 
 
+def table1_methods() -> tuple[str, ...]:
+    """The registered methods with a Table-1 position (their class's ``paper_row``), in that order."""
+    rows = [(e.obj.paper_row, e.name) for e in METHODS if getattr(e.obj, "paper_row", None) is not None]
+    return tuple(name for _, name in sorted(rows))
+
+
 def register_suite(suite: T) -> T:
     """Register a :class:`benchmark.suites.Suite` instance under its ``name``."""
     return SUITES.add(suite.name, suite, suite.description)  # type: ignore[attr-defined]

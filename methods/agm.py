@@ -166,6 +166,8 @@ class Agm(Method):
     """AGM (ICCV'23): Shapley mono-modal logits from zero-padded passes; their gradients scaled by kappa."""
 
     name = "agm"
+    display = "AGM"
+    paper_row = 7
     Config = AgmConfig
     dataset_defaults = {
         # Embedded dataset (no official value): with alpha 1.5 at its lr 1e-2 the official variant diverged in the

@@ -112,6 +112,8 @@ class Domfn(Method):
     """DOMFN: sigmoid heads, divergence penalty, per-sample switch between joint and unimodal training."""
 
     name = "domfn"
+    display = "DOMFN"
+    paper_row = 4
     # Released configuration: Adam with weight decay 1e-3 (lrs 1e-5..1e-4 for fine-tuning pre-extracted
     # features, 1e-3 for the unimodal pre-training). From-scratch encoders use the pre-training lr.
     dataset_defaults = {

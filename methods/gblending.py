@@ -99,6 +99,8 @@ class GBlending(Method):
     """G-Blending (OGR-GB): losses of per-modality and fused heads blended with weights ~ G/O^2 (paper)."""
 
     name = "gblending"
+    display = "OGR-GB"
+    paper_row = 2
     dataset_defaults = {
         # 6-epoch quick suite: two super-epochs, one-epoch probes (19 steps), |O| floored at the noise level
         # of a loss measured on a few hundred samples (about 1.8x joint).

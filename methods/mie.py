@@ -426,6 +426,10 @@ class Mie(Method):
     """MIE/IGM: alternating unimodal stages + flat gradient modification from the previous modality + SAM."""
 
     name = "mie"
+    display = "IGM"
+    paper_row = 15
+    proposed = True
+    ablation = {"SAM": True, "GM": True}
 
     @dataclass
     class Config(MethodConfig):
@@ -870,6 +874,9 @@ class MieNoSam(Mie):
     """IGM w/o SAM (Tables 1-2): gradient modification only; official variant: mixup-CE without the 0.3 term."""
 
     name = "mie_no_sam"
+    display = "IGM w/o SAM"
+    paper_row = 14
+    ablation = {"SAM": False, "GM": True}
 
     @dataclass
     class Config(Mie.Config):
@@ -881,6 +888,9 @@ class MieNoGm(Mie):
     """IGM w/o GM (Table 2, SAM only): alternating stages with SAM, no gradient modification."""
 
     name = "mie_no_gm"
+    display = "IGM w/o GM"
+    paper_row = None
+    ablation = {"SAM": True, "GM": False}
 
     @dataclass
     class Config(Mie.Config):
@@ -892,6 +902,9 @@ class MiePlain(Mie):
     """IGM with neither SAM nor GM (Table 2, first row): alternating unimodal stages with own heads."""
 
     name = "mie_plain"
+    display = "IGM w/o SAM & GM"
+    paper_row = None
+    ablation = {"SAM": False, "GM": False}
 
     @dataclass
     class Config(Mie.Config):
@@ -904,6 +917,9 @@ class MieNoAGm(Mie):
     """IGM w/o a-GM (Table 3): the first modality's (audio's) T is never applied; only video modifies audio."""
 
     name = "mie_no_a_gm"
+    display = "w/o a-GM"
+    paper_row = None
+    ablation = {}
 
     @dataclass
     class Config(Mie.Config):
@@ -915,6 +931,9 @@ class MieNoVGm(Mie):
     """IGM w/o v-GM (Table 3): the second modality's (video's) T is never applied; only audio modifies video."""
 
     name = "mie_no_v_gm"
+    display = "w/o v-GM"
+    paper_row = None
+    ablation = {}
 
     @dataclass
     class Config(Mie.Config):

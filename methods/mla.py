@@ -135,6 +135,8 @@ class Mla(Method):
     """MLA: alternating unimodal steps through one shared head; entropy-weighted logit fusion at test time."""
 
     name = "mla"
+    display = "MLA"
+    paper_row = 13
 
     @dataclass
     class Config(MethodConfig):

@@ -119,6 +119,8 @@ class MMPareto(Method):
     """MMPareto: per-encoder Pareto (MGDA) combination of multimodal and unimodal gradients, magnitude x gamma."""
 
     name = "mmpareto"
+    display = "MMPareto"
+    paper_row = 11
 
     @dataclass
     class Config(MethodConfig):

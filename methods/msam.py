@@ -168,6 +168,8 @@ class MSam(Method):
     """M-SAM: SAM on the Shapley-dominant modality's share of the loss (reconstruction; no official code)."""
 
     name = "msam"
+    display = "M-SAM"
+    paper_row = 11.5
 
     @dataclass
     class Config(MethodConfig):

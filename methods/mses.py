@@ -94,6 +94,8 @@ class Mses(Method):
     """MSES: per-modality early stopping on each head's smoothed held-out loss (AGM re-implementation)."""
 
     name = "mses"
+    display = "MSES"
+    paper_row = 5
     train_defaults = {"model.fusion": "sum"}
     dataset_defaults = {
         # 6-epoch quick suite: the AGM patience (80 epochs) would never trigger.

@@ -90,6 +90,8 @@ class Mslr(Method):
     """MSLR (AGM re-implementation): per-modality gradient multipliers c_m * acc_m / mean(acc_m, last 5 epochs)."""
 
     name = "mslr"
+    display = "MSLR"
+    paper_row = 8
     # AGM runs MSLR on its summation late-fusion model (AVClassifier_Sum).
     dataset_defaults = {
         "*": {"model.fusion": "sum"},

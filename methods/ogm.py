@@ -127,6 +127,8 @@ class Ogm(Method):
     """OGM (CVPR'22): scale the dominant modality's encoder gradients by 1 - tanh(alpha * rho)."""
 
     name = "ogm"
+    display = "OGM"
+    paper_row = 3
     Config = OgmConfig
     # Whether Gaussian noise (generalisation enhancement) is added; OGM-GE sets it.
     add_noise = False
@@ -203,4 +205,6 @@ class OgmGe(Ogm):
     """OGM-GE (CVPR'22): OGM plus Gaussian noise with the gradient's own std (generalisation enhancement)."""
 
     name = "ogm_ge"
+    display = "OGM-GE"
+    paper_row = 3.5
     add_noise = True

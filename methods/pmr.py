@@ -106,6 +106,8 @@ class Pmr(Method):
     """PMR (CVPR'23): prototype cross-entropy on the slower modality, chosen by prototype-classifier scores."""
 
     name = "pmr"
+    display = "PMR"
+    paper_row = 6
     Config = PmrConfig
     dataset_defaults = {
         # bash.sh line 58: `main_Prototype_grad.py --dataset CREMAD --modulation Proto --fusion_method film

@@ -115,6 +115,8 @@ class ReconBoost(Method):
     """ReconBoost: stage-wise alternating boosting of modality learners with global rectification."""
 
     name = "reconboost"
+    display = "ReconBoost"
+    paper_row = 9
     # Step time does not depend on the initialisation; timing needs no unimodal runs.
     bench_overrides = {"method.init_from": "scratch"}
 

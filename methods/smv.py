@@ -125,6 +125,8 @@ class Smv(Method):
     """SMV: per-sample Shapley valuation of each modality; re-sample copies that train the low-value modality."""
 
     name = "smv"
+    display = "SMV"
+    paper_row = 10
     dataset_defaults = {
         # Released KS setting: Adam 5e-5 (wd 1e-4), StepLR(30, 0.1), 60 epochs, batch 64.
         "kinetics_sounds": {

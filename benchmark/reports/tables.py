@@ -317,7 +317,15 @@ def summary(df: pd.DataFrame, rule: str) -> list[Table]:
 
 
 # -- Table 2 ------------------------------------------------------------------------------------------------
-ABLATION = {"mie_plain": ("✗", "✗"), "mie_no_gm": ("✓", "✗"), "mie_no_sam": ("✗", "✓"), "mie": ("✓", "✓")}
+def ablation_order(labels: list[str]) -> list[str]:
+    """The proposed method's ablation rows (``ablation`` marks) in Table 2's order: fewer components first."""
+    rows = [x for x in dict.fromkeys(labels) if D.facts(x).ablation]
+
+    def key(x: str) -> tuple[int, tuple[bool, ...]]:
+        marks = D.facts(x).ablation
+        return (sum(on for _, on in marks), tuple(not on for _, on in marks))
+
+    return sorted(rows, key=key)
 
 
 def modalities(df: pd.DataFrame, rule: str) -> list[str]:
@@ -331,15 +339,16 @@ def table2(df: pd.DataFrame, rule: str) -> list[Table]:
     ref = D.paper("table2")
     out = []
     for ds in D.order_datasets(df["dataset"].tolist()):
-        sub = df[(df["dataset"] == ds) & df["label"].isin(ABLATION)]
+        labels = ablation_order(list(df.loc[df["dataset"] == ds, "label"]))
+        sub = df[(df["dataset"] == ds) & df["label"].isin(labels)]
         if sub["label"].nunique() < 2 or is_sweep(sub):
             continue
         sub, note = one_config(sub)
         p = ref[ref["dataset"] == ds]
-        rows = [Row(k, D.display(k)) for k in ABLATION if k in set(sub["label"])]
+        rows = [Row(k, D.display(k)) for k in labels if k in set(sub["label"])]
+        components = list(dict.fromkeys(c for k in labels for c, _ in D.facts(k).ablation))
         cols = [
-            Col("SAM", text={k: v[0] for k, v in ABLATION.items()}),
-            Col("GM", text={k: v[1] for k, v in ABLATION.items()}),
+            Col(c, text={k: "✓" if dict(D.facts(k).ablation).get(c) else "✗" for k in labels}) for c in components
         ]
         for m in [*modalities(sub, rule), ""]:
             metric = f"acc_{m}" if m else "acc"

@@ -50,6 +50,7 @@ from torch import nn
 from benchmark.data import Batch
 from benchmark.method import EpochWindowConfig, Method, upcast
 from benchmark.models import apply_official_init
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 
 
@@ -177,14 +178,7 @@ class Agm(Method):
         # over all of them; SGD(0.9, 1e-4) + StepLR(70, 0.1) as in the code; lr 1e-3 and batch 64 as used by the
         # user of issue #17 (the parser defaults are placeholders).
         "crema_d": {
-            "train.optimizer": "sgd",
-            "train.lr": 1e-3,
-            "train.momentum": 0.9,
-            "train.weight_decay": 1e-4,
-            "train.scheduler": "step",
-            "train.step_size": 70,
-            "train.gamma": 0.1,
-            "train.batch_size": 64,
+            **recipe("ogm_ge_sgd"),
             "train.epochs": 1500,
             "method.alpha": 1.5,
             "method.modulation_starts": 0,

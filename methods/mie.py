@@ -51,6 +51,7 @@ from benchmark.data import Batch
 from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler, upcast
 from benchmark.metrics import classification_metrics
 from benchmark.models import ModelOutput, build_encoder
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 
 # Relative spread below which a spectrum counts as flat (all eigenvalues equal): then T = I.
@@ -406,13 +407,8 @@ _AV_SGD = {
     "method.mixup_alpha": 1.0,
 }
 _TEXT_IMAGE_ADAM = {
-    "train.optimizer": "adam",
-    "train.lr": 1e-5,
-    "train.betas": (0.9, 0.99),
-    "train.weight_decay": 1e-4,
-    "train.batch_size": 12,
     # WarmupMultiStepLR with milestones [160, 180] that a 40-epoch run never reaches: only the warm-up acts.
-    "train.scheduler": "none",
+    **recipe("igm_image_text_adam"),
     "method.warmup_epochs": 2,
     "method.tau": 0.4,
     "method.rho": 1e-15,

@@ -47,6 +47,7 @@ from torch import nn
 from benchmark.data import Batch
 from benchmark.method import Method, MethodConfig, upcast
 from benchmark.models import ModelOutput, build_encoders, official_weight_init
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 
 
@@ -148,20 +149,7 @@ class Mla(Method):
         fixed_weights: tuple[float, ...] = ()
 
     # Official CREMA-D script: SGD 1e-3 (0.9, 1e-4), StepLR(70, 0.1), batch 64, 100 epochs.
-    dataset_defaults = {
-        ds: {
-            "train.epochs": 100,
-            "train.batch_size": 64,
-            "train.optimizer": "sgd",
-            "train.lr": 1e-3,
-            "train.momentum": 0.9,
-            "train.weight_decay": 1e-4,
-            "train.scheduler": "step",
-            "train.step_size": 70,
-            "train.gamma": 0.1,
-        }
-        for ds in ("crema_d", "kinetics_sounds")
-    }
+    dataset_defaults = {ds: {**recipe("ogm_ge_sgd"), "train.epochs": 100} for ds in ("crema_d", "kinetics_sounds")}
 
     def build_model(self) -> nn.Module:
         return SharedHeadModel(build_encoders(self.ctx.info, self.ctx.config.model), self.ctx.info.num_classes)

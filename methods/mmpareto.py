@@ -32,6 +32,7 @@ from torch import nn
 from benchmark.data import Batch
 from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler
 from benchmark.models import ModelOutput, build_encoders
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 
 Grads = torch.Tensor | Sequence[torch.Tensor]
@@ -101,17 +102,7 @@ class MMParetoModel(nn.Module):
 
 # Official CREMA-D script: bs 64, 50 epochs, SGD 2e-3 (0.9, 1e-4), StepLR(30, 0.1) (never stepped); the same
 # recipe for Kinetics-Sounds.
-_OFFICIAL_RECIPE = {
-    "train.epochs": 50,
-    "train.batch_size": 64,
-    "train.optimizer": "sgd",
-    "train.lr": 2e-3,
-    "train.momentum": 0.9,
-    "train.weight_decay": 1e-4,
-    "train.scheduler": "step",
-    "train.step_size": 30,
-    "train.gamma": 0.1,
-}
+_OFFICIAL_RECIPE = {**recipe("ogm_ge_sgd"), "train.epochs": 50, "train.lr": 2e-3, "train.step_size": 30}
 
 
 @register_method

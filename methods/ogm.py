@@ -49,6 +49,7 @@ from torch import nn
 from benchmark.data import Batch
 from benchmark.method import EpochWindowConfig, Method, upcast
 from benchmark.models import apply_official_init
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 
 
@@ -108,14 +109,7 @@ _MIN_DIMS = {"conv": 4, "weights": 2, "all": 0}
 # OGM-GE main.py / README on the audio-visual datasets: SGD(0.9, 1e-4) lr 1e-3, StepLR(70, 0.1), batch 64,
 # 100 epochs, modulation in epochs 0-50.
 _OFFICIAL_AV = {
-    "train.optimizer": "sgd",
-    "train.lr": 1e-3,
-    "train.momentum": 0.9,
-    "train.weight_decay": 1e-4,
-    "train.scheduler": "step",
-    "train.step_size": 70,
-    "train.gamma": 0.1,
-    "train.batch_size": 64,
+    **recipe("ogm_ge_sgd"),
     "train.epochs": 100,
     "method.modulation_starts": 0,
     "method.modulation_ends": 50,

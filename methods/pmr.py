@@ -42,6 +42,7 @@ from torch import nn
 from benchmark.data import Batch
 from benchmark.method import EpochWindowConfig, Method, upcast
 from benchmark.models import apply_official_init
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 
 
@@ -117,14 +118,7 @@ class Pmr(Method):
         # names of the same file. Its fusion (film) and frames (3) are not taken: model.fusion and data.frames are
         # shared by every method of a suite. (No CREMA-D Proto line uses the parser's alpha 1.0 or momentum 0.2.)
         "crema_d": {
-            "train.optimizer": "sgd",
-            "train.lr": 1e-3,
-            "train.momentum": 0.9,
-            "train.weight_decay": 1e-4,
-            "train.scheduler": "step",
-            "train.step_size": 70,
-            "train.gamma": 0.1,
-            "train.batch_size": 64,
+            **recipe("ogm_ge_sgd"),
             "train.epochs": 150,
             "method.alpha": 3.0,
             "method.momentum": 0.0,

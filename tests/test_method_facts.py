@@ -11,7 +11,7 @@ from conftest import train_briefly
 
 from benchmark.registry import METHODS, register_method, table1_methods
 from benchmark.reports import data as D
-from benchmark.reports import tables as T
+from benchmark.reports import paper_tables as T
 from methods.joint import Joint
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "reports"

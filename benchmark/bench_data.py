@@ -57,8 +57,8 @@ def bench_dataset(name: str, root: str, cache: str, limit: int = 64, split: str 
 
 def bench_fixture(workdir: str | None = None, per_class: int = 4, limit: int = 24) -> dict[str, Any]:
     """Generate a CREMA-D-like release with real-size frames, prepare it and run :func:`bench_dataset`."""
-    from datasets._fixtures import make_crema_d
-    from datasets.crema_d import CremaD
+    from mmbalance_datasets._fixtures import make_crema_d
+    from mmbalance_datasets.crema_d import CremaD
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         base = Path(tmp)

@@ -21,7 +21,8 @@ import torch
 
 from benchmark.config import NOT_IDENTITY
 from benchmark.data import DatasetConfig, DatasetInfo, DatasetNotFoundError, MultimodalDataset
-from datasets._common import (
+
+from ._common import (
     CachedSplit,
     FieldSpec,
     PackedCache,

@@ -37,7 +37,8 @@ import torch
 
 from benchmark.config import NOT_IDENTITY
 from benchmark.data import DatasetConfig, DatasetInfo, DatasetNotFoundError, MultimodalDataset
-from datasets._common import (
+
+from ._common import (
     CachedSplit,
     FieldSpec,
     PackedCache,
@@ -50,7 +51,7 @@ from datasets._common import (
     resized_crop,
     write_packed,
 )
-from datasets._randaugment import AlbefRandomAugment
+from ._randaugment import AlbefRandomAugment
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

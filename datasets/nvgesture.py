@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from benchmark.config import NOT_IDENTITY
 from benchmark.data import DatasetConfig, DatasetInfo, DatasetNotFoundError, MultimodalDataset
 from benchmark.registry import register_dataset
-from datasets._common import (
+
+from ._common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CachedSplit,

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from benchmark.recipes import recipe
 from benchmark.registry import register_dataset
-from datasets._imagetext import ImageTextDataset
+
+from ._imagetext import ImageTextDataset
 
 
 @register_dataset

@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from datasets._cli import main
-from datasets._fixtures import (
+from mmbalance_datasets._cli import main
+from mmbalance_datasets._fixtures import (
     IGM_TEXTS,
     KS_NAMES,
     make_crema_d,

@@ -10,10 +10,10 @@ import torch
 
 from benchmark.backbones.clip import PretrainedWeightsMissing
 from benchmark.config import build_config
-from datasets._fixtures import make_sarcasm, make_twitter2015, make_vocab, tree_digest
-from datasets._imagetext import TokenizerMissing, clean_text, pre_caption
-from datasets.sarcasm import Sarcasm
-from datasets.twitter2015 import Twitter2015
+from mmbalance_datasets._fixtures import make_sarcasm, make_twitter2015, make_vocab, tree_digest
+from mmbalance_datasets._imagetext import TokenizerMissing, clean_text, pre_caption
+from mmbalance_datasets.sarcasm import Sarcasm
+from mmbalance_datasets.twitter2015 import Twitter2015
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from benchmark.config import build_config
-from datasets._fixtures import make_kinetics_sounds, tone, write_wav16
-from datasets.kinetics_sounds import KineticsSounds
+from mmbalance_datasets._fixtures import make_kinetics_sounds, tone, write_wav16
+from mmbalance_datasets.kinetics_sounds import KineticsSounds
 
 
 def test_features_equal_igm_pipeline(tmp_path):

@@ -11,8 +11,8 @@ import torch
 from benchmark.backbones.clip import PretrainedWeightsMissing
 from benchmark.backbones.i3d import I3D, load_i3d
 from benchmark.config import build_config
-from datasets._fixtures import make_nvgesture, tree_digest
-from datasets.nvgesture import NVGesture
+from mmbalance_datasets._fixtures import make_nvgesture, tree_digest
+from mmbalance_datasets.nvgesture import NVGesture
 
 
 def test_prepare_clips_and_one_epoch(tmp_path):

@@ -26,10 +26,10 @@ import torch
 
 from benchmark.config import build_config
 from benchmark.registry import DATASETS
-from datasets._common import frames_to_tensor
-from datasets._fixtures import content_digest, make_vocab
-from datasets._imagetext import CLIP_MEAN, CLIP_STD, clean_text
-from datasets._randaugment import OPS, AlbefRandomAugment, AppliedOp, apply_op
+from mmbalance_datasets._common import frames_to_tensor
+from mmbalance_datasets._fixtures import content_digest, make_vocab
+from mmbalance_datasets._imagetext import CLIP_MEAN, CLIP_STD, clean_text
+from mmbalance_datasets._randaugment import OPS, AlbefRandomAugment, AppliedOp, apply_op
 from tests.golden.format import load_fixture
 from tests.golden.harness import seed_all
 from tests.golden.releases import IMAGE_RES, RELEASES

@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from released import GOLDEN_DIR, import_released, released_commit, save_fixture, seed_all  # noqa: E402
 
-from datasets._fixtures import content_digest, make_vocab, pattern  # noqa: E402  (ours, before IGM's package)
+from mmbalance_datasets._fixtures import content_digest, make_vocab, pattern  # noqa: E402  (ours, before IGM's package)
 from tests.golden.releases import IMAGE_RES, RELEASES  # noqa: E402
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

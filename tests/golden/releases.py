@@ -15,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from datasets._fixtures import make_crema_d, make_kinetics_sounds, make_nvgesture, make_sarcasm, make_twitter2015
+from mmbalance_datasets._fixtures import (
+    make_crema_d,
+    make_kinetics_sounds,
+    make_nvgesture,
+    make_sarcasm,
+    make_twitter2015,
+)
 
 IMAGE_RES = 32  # IGM's config["image_res"] for the image-text fixtures (and the suite's data.image_size)
 

@@ -1,37 +1,7 @@
 """MIE / IGM: alternating unimodal stages, flat gradient modification (GM) between modalities, and SAM.
 
-Jiang, Chi, Yang, "Interactive Multimodal Learning via Flat Gradient Modification" (IJCAI 2025; MIE =
-"Multimodal Classification via Modal-Aware Interactive Enhancement", arXiv 2407.04587, the same method).
-Official code: github njustkmg/IJCAI25-IGM @ 19aa8e5. Spec and facts: ``docs/methods/mie.md``.
-
-The method in one paragraph. Every modality has its own encoder and its own head
-``fc1 = Linear(D, 256) -> ReLU -> fc2 = Linear(256, 64) -> fc3 = Linear(64, C)``; nothing is shared. Training
-runs in stages, one modality per stage (official ``epoch_list``, e.g. CREMA-D audio 25 / visual 50 epochs, x6).
-At the start of every stage after the first, the modality trained in the previous stage k gives, for each head
-layer, the moment ``Y = sum_batches xbar xbar^T`` of the layer's batch-mean input (Eq. 2), its decomposition
-``Y = V Lambda V^T``, ``Sigma = exp(-tau (Lambda - lambda_min) / (lambda_max - lambda_min))`` and
-``T^(k) = V Sigma V^T`` (Eq. 4). During the stage every head weight gradient of the current modality is
-multiplied by the T of the matching layer (Eq. 5/9; in PyTorch's (out, in) layout ``grad <- grad @ T``), and the
-loss is optimised with SAM (Eq. 7-8). Prediction fuses the modalities' own outputs.
-
-``variant``:
-
-* ``official`` (default; what the released code does): mixup on the trained modality's input; loss
-  ``(1 - flat_ratio) * mixup-CE + flat_ratio * CE(head_perturbed(features), unmixed labels)`` where every
-  parameter tensor of the modality is moved by ``rho * g / ||g||`` (per-tensor norm, by rebinding ``.data`` as
-  the code does, see :func:`perturb_per_tensor_`) and never moved back; fusion = mean of the modalities'
-  softmax; every stage restarts from the best checkpoint so far.
-* ``paper``: textbook SAM (one global norm over the modality's parameters, perturb, recompute the whole forward
-  incl. the encoder, take the gradient there, restore the parameters exactly), plain CE, no mixup, no restart,
-  MLA's entropy-weighted fusion with per-sample weights (see :func:`entropy_weighted_fusion`).
-
-Deliberate differences from the official code (all switchable): the restart checkpoint is chosen on the
-validation split (``restart_select="test_official"`` gives the code's best-on-test); the moment matrix is
-decomposed with ``torch.linalg.eigh`` in float64 (same result as the code's ``torch.svd`` for a symmetric PSD
-matrix; scipy's ``evr`` driver and an SVD take over where LAPACK fails to converge); a degenerate spectrum
-(all eigenvalues equal) gives ``T = I`` instead of a division by zero; a tensor whose gradient is exactly zero
-is not perturbed (the code would write NaN); mixup draws from torch's RNG (the code: lambda from numpy's);
-one ``rho`` for encoder and head (the code's ``noise_ratio``/``noise_ratio_cls``, equal in every config).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/mie.md`.
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """MMPareto (Wei & Hu, ICML 2024): Pareto-integrated multimodal and unimodal gradients.
 
-Follows the official ``code/MMPareto.py`` and ``code/min_norm_solvers.py`` (GeWu-Lab/MMPareto_ICML2024 @ a339db3).
-The model has a fused head on the concatenated features and one unimodal head per modality; the loss is
-``L_mm + sum_m L_m`` (cross-entropy each). For every modality m, the gradients that ``L_mm`` and ``L_m`` send
-to m's encoder are recorded; if their cosine (over all of m's encoder parameters jointly) is positive the
-weights are (1/2, 1/2), otherwise the two-task min-norm (MGDA) solution. Per parameter tensor the update is
-
-    new = 2 k_mm g_mm + 2 k_u g_u,    grad = gamma * max(1, |g_mm + g_u| / |new|) * new     (gamma = 1.5)
-
-i.e. the Pareto direction with magnitude ``gamma * max(|g_sum|, |new|)``. Heads keep their plain gradients.
-
-Differences from the official code (see docs/methods/mmpareto.md):
-
-* official never calls ``scheduler.step()`` (constant LR); ``variant="paper"`` steps the configured scheduler;
-* official records the gradients with three ``retain_graph`` backward passes and then back-propagates the summed
-  loss a fourth time; we take the heads' gradients from the same three passes (equal by linearity), so the
-  update is the official one at the cost of three backward passes;
-* any number of modalities (one unimodal head and one Pareto combination per modality).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/mmpareto.md`.
 """
 
 from __future__ import annotations

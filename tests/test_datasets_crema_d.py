@@ -159,7 +159,6 @@ def test_one_epoch_trains_on_the_cache(prepared):
         },
     )
     row = fit(cfg, None, progress=False)
-    assert row["status"] == "ok"
     assert 0.0 <= row["test_acc[last]"] <= 1.0 and np.isfinite(row["test_map[last]"])
 
 

@@ -79,7 +79,7 @@ def test_prepare_and_one_epoch(tmp_path, vocab, cls, make, n_train):
     assert item["image"].shape == (3, 32, 32)
     assert ds.info.paper_metric == "macro_f1" and ds.info.modalities == ("text", "image")
     row = fit(cfg, None, progress=False)
-    assert row["status"] == "ok" and np.isfinite(row["test_macro_f1[last]"])
+    assert np.isfinite(row["test_macro_f1[last]"])
 
 
 def test_offline_without_cache_fails_clearly(tmp_path, monkeypatch):

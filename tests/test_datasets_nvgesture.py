@@ -60,7 +60,7 @@ def test_prepare_clips_and_one_epoch(tmp_path):
     torch.testing.assert_close(pixels["b"], pixels["r"].flip(0))  # BGR by default (OpenCV's order)
     assert not torch.allclose(pixels["b"], pixels["r"])
     row = fit(cfg, None, progress=False)
-    assert row["status"] == "ok" and np.isfinite(row["test_macro_f1[last]"])
+    assert np.isfinite(row["test_macro_f1[last]"])
 
 
 def test_i3d_loads_pytorch_i3d_state_dicts(tmp_path, monkeypatch):

@@ -135,6 +135,5 @@ def test_official_and_paper_fusion_differ():
 
 def test_short_run_learns_above_chance():
     row = train_briefly("mla", epochs=1, **{"train.max_steps_per_epoch": 25})
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
     assert row["test_acc_audio[last]"] > 2 * CHANCE_AV_DIGITS

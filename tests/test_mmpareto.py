@@ -112,6 +112,5 @@ def test_official_crema_d_defaults():
 
 def test_short_run_learns_above_chance():
     row = train_briefly("mmpareto", epochs=1, **{"train.max_steps_per_epoch": 15})
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
     assert math.isfinite(row["test_acc_audio[last]"]) and math.isfinite(row["test_acc_visual[last]"])

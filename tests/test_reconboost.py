@@ -174,6 +174,5 @@ def test_unimodal_init_without_store_is_an_error():
 
 def test_short_run_learns_above_chance():
     row = train_briefly("reconboost", epochs=2, **{"method.init_from": "scratch", "train.max_steps_per_epoch": 20})
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
     assert row["test_acc_audio[last]"] > 2 * CHANCE_AV_DIGITS

@@ -5,7 +5,6 @@ from conftest import CHANCE_AV_DIGITS, train_briefly
 
 def test_joint_one_epoch_learns_above_chance():
     row = train_briefly("joint", epochs=1)
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
     assert 0.0 <= row["test_acc_visual[last]"] <= 1.0 and 0.0 <= row["test_acc_audio[last]"] <= 1.0
 

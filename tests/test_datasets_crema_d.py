@@ -10,7 +10,7 @@ import torch
 
 from benchmark.config import build_config
 from benchmark.data import DatasetNotFoundError
-from datasets import _common
+from mmbalance_datasets import _common
 from mmbalance_datasets._common import log_stft
 from mmbalance_datasets._fixtures import make_crema_d, tone, tree_digest, write_wav16
 from mmbalance_datasets.crema_d import CremaD

@@ -89,3 +89,18 @@ def test_without_hf_datasets_import_datasets_is_not_the_suite_registry(tmp_path:
     from benchmark.registry import DATASETS
 
     assert all(e.module.startswith("mmbalance_datasets.") for e in DATASETS)
+
+
+def test_no_code_of_the_suite_imports_the_name_datasets() -> None:
+    """``datasets.x`` would be a second copy of a module (or Hugging Face's): only ``mmbalance_datasets`` is ours."""
+    import re
+
+    pattern = re.compile(r"^\s*(from datasets[\s.]|import datasets\b)", re.M)
+    here = Path(__file__).resolve()
+    offenders = [
+        str(p.relative_to(ROOT))
+        for top in ("benchmark", "methods", "datasets", "tests", "scripts")
+        for p in (ROOT / top).rglob("*.py")
+        if p != here and pattern.search(p.read_text(encoding="utf-8"))
+    ]
+    assert offenders == [] and not pattern.search((ROOT / "run_all.py").read_text(encoding="utf-8"))

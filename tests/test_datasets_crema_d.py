@@ -137,6 +137,7 @@ def test_missing_root_and_cache_say_what_to_download(tmp_path):
         CremaD(cfg.data_cfg).split("train")
 
 
+@pytest.mark.slow
 def test_one_epoch_trains_on_the_cache(prepared):
     from benchmark.trainer import fit
 
@@ -162,6 +163,7 @@ def test_one_epoch_trains_on_the_cache(prepared):
     assert 0.0 <= row["test_acc[last]"] <= 1.0 and np.isfinite(row["test_map[last]"])
 
 
+@pytest.mark.slow
 def test_loader_benchmark_compares_cache_with_raw(prepared):
     from benchmark.bench_data import bench_dataset
 

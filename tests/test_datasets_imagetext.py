@@ -38,6 +38,7 @@ def test_clean_text_follows_igm():
         clean_text("x", "letters")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("cls", "make", "n_train"), [(Twitter2015, make_twitter2015, 9), (Sarcasm, make_sarcasm, 6)])
 def test_prepare_and_one_epoch(tmp_path, vocab, cls, make, n_train):
     from benchmark.trainer import fit

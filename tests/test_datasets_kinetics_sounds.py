@@ -22,6 +22,7 @@ def test_features_equal_igm_pipeline(tmp_path):
     np.testing.assert_allclose(ours, ref, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_prepare_batches_and_one_epoch(tmp_path):
     from benchmark.trainer import fit
 

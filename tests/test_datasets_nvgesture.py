@@ -15,6 +15,7 @@ from mmbalance_datasets._fixtures import make_nvgesture, tree_digest
 from mmbalance_datasets.nvgesture import NVGesture
 
 
+@pytest.mark.slow
 def test_prepare_clips_and_one_epoch(tmp_path):
     from benchmark.trainer import fit
 

@@ -43,6 +43,7 @@ def test_all_heads_without_generalisation_fall_back_to_uniform():
     assert weights == pytest.approx({k: 1 / 3 for k in before})
 
 
+@pytest.mark.slow
 def test_short_run_learns_and_keeps_its_weights(store):
     row = train_briefly(
         "gblending",

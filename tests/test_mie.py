@@ -319,6 +319,7 @@ def test_gm_scope_reaches_conv_layers_deep_to_shallow():
 # -- short runs -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mie", *ABLATIONS])
 def test_mie_and_ablations_learn_above_chance(name):
     row = train_briefly(name, epochs=2, **LEARN)
@@ -326,6 +327,7 @@ def test_mie_and_ablations_learn_above_chance(name):
     assert row["test_acc_audio[last]"] > CHANCE_AV_DIGITS + 0.05
 
 
+@pytest.mark.slow
 def test_paper_variant_learns_above_chance():
     row = train_briefly("mie", epochs=2, **LEARN, **{"method.variant": "paper", "method.rho": 0.05})
     assert row["test_acc[best_val]"] > CHANCE_AV_DIGITS + 0.05

@@ -110,6 +110,7 @@ def test_official_crema_d_defaults():
     assert METHODS.get("mmpareto").Config().gamma == 1.5
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance():
     row = train_briefly("mmpareto", epochs=1, **{"train.max_steps_per_epoch": 15})
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS

@@ -155,6 +155,7 @@ def test_perturbed_pass_leaves_batchnorm_statistics_alone():
     assert not torch.equal(bn.running_mean, torch.zeros(2))
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance_and_records_shares(store):
     row = train_briefly("msam", epochs=1, store=store, **{"train.max_steps_per_epoch": 10})
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS

@@ -81,6 +81,7 @@ def test_stopping_restores_the_best_epoch_and_freezes_the_modality(variant):
         assert all(torch.count_nonzero(p.grad) == 0 for p in method.modality_parameters("audio"))
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance_with_per_modality_accuracy(store):
     row = train_briefly("mses", epochs=2, store=store, **{"train.max_steps_per_epoch": 8, "method.patience": 0})
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS

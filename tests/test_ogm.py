@@ -139,6 +139,7 @@ def test_encoder_without_conv_kernels_is_a_clear_error():
         method.setup()
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance():
     row = train_briefly("ogm_ge", epochs=1, **{"train.max_steps_per_epoch": 12})
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS

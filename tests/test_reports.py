@@ -226,6 +226,7 @@ def test_figures_are_valid_png_and_pdf(reports: Path) -> None:
     assert not (reports / "main" / "figures" / "curves_sarcasm.png").exists()  # its runs have no history.json
 
 
+@pytest.mark.slow
 def test_latex_compiles(reports: Path) -> None:
     engine = shutil.which("pdflatex")
     if engine is None:
@@ -246,6 +247,7 @@ def test_latex_compiles(reports: Path) -> None:
 
 
 # -- the command line -----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_only_renders_without_torch(tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()

@@ -1,8 +1,10 @@
 """The harness end to end: a short joint run learns, and the same seed gives the same metrics."""
 
+import pytest
 from conftest import CHANCE_AV_DIGITS, train_briefly
 
 
+@pytest.mark.slow
 def test_joint_one_epoch_learns_above_chance():
     row = train_briefly("joint", epochs=1)
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS

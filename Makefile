@@ -19,7 +19,7 @@ quick: $(STAMP)
 	$(PY) run_all.py --suite quick --cluster local --workers 2
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not slurm"
 
 test-all: $(STAMP)
 	$(PY) -m pytest

@@ -50,6 +50,7 @@ def test_weights_over_several_tensors_and_small_ratio():
     assert torch.equal(combine_gradient(torch.zeros(3), torch.zeros(3), 0.5, 0.5, 1.5), torch.zeros(3))
 
 
+@pytest.mark.slow
 def test_optimiser_receives_combined_gradients():
     """Record g_mm and g_u with separate backward passes (as the official code does) and compare with the
     gradients that the method hands to optimizer.step()."""

@@ -163,6 +163,7 @@ def test_short_run_learns_above_chance_and_records_shares(store):
     assert len(shapley) == 1 and sum(shapley[0]["mean_share"].values()) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_dominant_encoder_scope_runs():
     row = train_briefly(
         "msam", epochs=1, **{"train.max_steps_per_epoch": 3, "method.perturb_scope": "dominant_encoder"}

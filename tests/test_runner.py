@@ -268,6 +268,7 @@ def test_concurrent_execute_trains_once(tmp_path, monkeypatch):
     assert store.read(cfg.run_id)["value"] == 1
 
 
+@pytest.mark.slow
 def test_failed_runs_keep_their_error_until_retry(tmp_path, monkeypatch):
     import benchmark.trainer
 
@@ -291,6 +292,7 @@ def test_failed_runs_keep_their_error_until_retry(tmp_path, monkeypatch):
     assert list(df["run_id"]) == [cfg.run_id] and list(df["status"]) == ["ok"]
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted(tmp_path):
     """A run stopped after epoch 2 (a pre-emption) and resumed ends with exactly the uninterrupted metrics."""
     from benchmark.runner import run_one

@@ -11,6 +11,7 @@ def test_joint_one_epoch_learns_above_chance():
     assert 0.0 <= row["test_acc_visual[last]"] <= 1.0 and 0.0 <= row["test_acc_audio[last]"] <= 1.0
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics():
     a = train_briefly("joint", epochs=1, seed=3, **{"train.max_steps_per_epoch": 4})
     b = train_briefly("joint", epochs=1, seed=3, **{"train.max_steps_per_epoch": 4})

@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from benchmark.config import build_config
 from benchmark.data import Batch, DatasetInfo, MultimodalDataset, to_device
-from benchmark.registry import DATASETS, METHODS, SUITES
+from benchmark.registry import DATASETS, METHODS, table1_methods
 from benchmark.results import atomic_write_text
 
 # -- shapes ----------------------------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def entries_for(methods: list[str], info: DatasetInfo) -> list[Entry]:
 
 def default_methods(shape: str) -> list[str]:
     """Every registered method on av_digits; the main suite's methods (Table 1) at the papers' shapes."""
-    names = METHODS.names() if shape == EMBEDDED else list(SUITES.get("main").methods)
+    names = METHODS.names() if shape == EMBEDDED else list(table1_methods())  # the main suite's methods
     return ["joint"] + [n for n in names if n != "joint"]
 
 

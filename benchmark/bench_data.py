@@ -62,7 +62,7 @@ def bench_dataset(name: str, root: str, cache: str, limit: int = 64, split: str 
 def uint8_item(split: Any, i: int, size: int = 224) -> dict[str, torch.Tensor]:
     """The proposed training item (docs/performance.md, not yet the datasets' code): the stored uint8 frame is
     cropped, resized and flipped as uint8 and returned as uint8; float conversion and ImageNet normalisation move
-    to the device (one fused op on the whole batch). Same draws as ``datasets._transforms.frames_to_tensor``;
+    to the device (one fused op on the whole batch). Same draws as ``mmbalance_datasets._transforms.frames_to_tensor``;
     audio stays float16."""
     import torch
     from torchvision.transforms import v2
@@ -92,7 +92,7 @@ def bench_fixture(
     """Generate a CREMA-D-like release with real-size frames (480x360), prepare it and run :func:`bench_dataset`;
     ``train``: also the training items (random crops and flips), the current ones and :func:`uint8_item`."""
     from benchmark.synthetic_release import make_crema_d
-    from datasets.crema_d import CremaD
+    from mmbalance_datasets.crema_d import CremaD
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         base = Path(tmp)

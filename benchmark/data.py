@@ -7,10 +7,8 @@ paper defaults for training (``train_defaults``), and ``split(name)`` returning 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,16 +65,6 @@ class MultimodalDataset:
 
     def split(self, name: str) -> Dataset:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    # Helper for loaders of downloaded datasets.
-    def require_root(self, hint: str) -> Path:
-        root = Path(os.path.expanduser(self.cfg.root)) if self.cfg.root else None
-        if root is None or not root.exists():
-            where = f" (looked in {str(root)!r})" if root else ""
-            raise DatasetNotFoundError(
-                f"dataset {self.name!r} not found{where}. {hint} Then pass --set data.root=/path/to/{self.name}."
-            )
-        return root
 
 
 class TensorSplit(Dataset):

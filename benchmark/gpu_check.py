@@ -1,9 +1,9 @@
 """GPU check (``scripts/gpu_check.sh``): the paper-shape bench on the GPU, then real epochs of ``joint`` and ``mie``
 on a CREMA-D-sized packed cache, into ``reports/perf_gpu.csv``.
 
-The cache is written directly (``datasets._packed.write_packed``, the format ``prepare`` writes): 6,698 train /
-744 test clips of random float16 spectrograms 257x188 and two random 224x224 uint8 frames each, so the real
-training loader (memmaps, random crops and flips, DataLoader workers) feeds the GPU. Per method: samples per
+The cache is written directly (``mmbalance_datasets._packed.write_packed``, the format ``prepare`` writes):
+6,698 train / 744 test clips of random float16 spectrograms 257x188 and two random 224x224 uint8 frames each,
+so the real training loader (memmaps, random crops and flips, DataLoader workers) feeds the GPU. Per method: samples per
 second, peak GPU memory, the GPU-busy fraction (``nvidia-smi`` sampled every 0.2 s; the share of the wall time
 spent inside training steps as well), and for ``mie`` the projected time of the full IGM CREMA-D run (450 epochs:
 150 audio, 300 visual, 11 stage starts building T).
@@ -35,8 +35,8 @@ IGM_STAGE_STARTS = 11
 
 def write_crema_d_cache(out: Path, n_train: int, n_test: int, frames: int = 2, seed: int = 0) -> Path:
     """A packed CREMA-D cache of random clips (the real format, labels cycling over the 6 emotions)."""
-    from datasets._packed import FieldSpec, Sample, write_packed
-    from datasets.crema_d import CremaD
+    from mmbalance_datasets._packed import FieldSpec, Sample, write_packed
+    from mmbalance_datasets.crema_d import CremaD
 
     codes = list(CremaD.classes)
     samples = [

@@ -172,6 +172,11 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def format_ablation(marks: dict[str, bool]) -> str:
+    """``{"SAM": True, "GM": False}`` -> ``"SAM:1,GM:0"`` (the result row's ``ablation`` column)."""
+    return ",".join(f"{k}:{int(bool(v))}" for k, v in marks.items())
+
+
 def upcast(t: torch.Tensor) -> torch.Tensor:
     """``t`` in float32 if it is half precision (bf16/fp16 under autocast); float32 and float64 pass unchanged,
     so a float64 run (the golden-step tests) keeps its precision where a plain ``.float()`` would drop it."""
@@ -214,6 +219,15 @@ class Method:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = MethodConfig
+    # What the reports show, written into every result row (see :meth:`row_facts`): the IGM paper's name for the
+    # row ("" = ``name``), its position in Table 1 (rows the paper's Table 1 lacks take a fraction beside their
+    # relative; None = not a Table-1 row, not run by the ``main`` suite), whether it is the proposed method (its
+    # rows are tested for significance against the best baseline), and for an ablation row of the proposed
+    # method the components it keeps (Table 2's check marks, e.g. {"SAM": True, "GM": False}).
+    display: ClassVar[str] = ""
+    paper_row: ClassVar[float | None] = None
+    proposed: ClassVar[bool] = False
+    ablation: ClassVar[dict[str, bool]] = {}
     # Dotted defaults applied for every dataset (e.g. {"train.lr": 1e-3}).
     train_defaults: ClassVar[dict[str, Any]] = {}
     # Dotted defaults per dataset name ("*" = every dataset), applied after train_defaults.
@@ -239,6 +253,22 @@ class Method:
     def label(cls, cfg: Any) -> str:
         """Row label in tables."""
         return cls.name
+
+    @classmethod
+    def row_facts(cls, cfg: Any) -> dict[str, Any]:
+        """The row's facts for the reports: ``display``, ``paper_row``, ``proposed``, ``ablation``.
+
+        A label other than ``name`` (a variant such as ``mie[paper]``) is shown as the label and has no
+        Table-1 position or ablation marks.
+        """
+        label = cls.label(cfg)
+        own = label == cls.name
+        return {
+            "display": (cls.display or cls.name) if own else label,
+            "paper_row": cls.paper_row if own else None,
+            "proposed": bool(cls.proposed),
+            "ablation": format_ablation(cls.ablation) if own else "",
+        }
 
     @classmethod
     def requires(cls, config: RunConfig, overrides: dict[str, Any]) -> list[RunSpec]:

@@ -16,6 +16,8 @@ class Joint(Method):
     """Joint training: cross-entropy on the fused logits of the model.fusion head (concat, sum, FiLM, gated)."""
 
     name = "joint"
+    display = "Baseline"
+    paper_row = 1
 
     def build_model(self) -> nn.Module:
         """The fusion model, initialised as OGM-GE's ``Normal`` path (``--modulation Normal``): ``main.py``

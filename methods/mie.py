@@ -1,37 +1,7 @@
 """MIE / IGM: alternating unimodal stages, flat gradient modification (GM) between modalities, and SAM.
 
-Jiang, Chi, Yang, "Interactive Multimodal Learning via Flat Gradient Modification" (IJCAI 2025; MIE =
-"Multimodal Classification via Modal-Aware Interactive Enhancement", arXiv 2407.04587, the same method).
-Official code: github njustkmg/IJCAI25-IGM @ 19aa8e5. Spec and facts: ``docs/methods/mie.md``.
-
-The method in one paragraph. Every modality has its own encoder and its own head
-``fc1 = Linear(D, 256) -> ReLU -> fc2 = Linear(256, 64) -> fc3 = Linear(64, C)``; nothing is shared. Training
-runs in stages, one modality per stage (official ``epoch_list``, e.g. CREMA-D audio 25 / visual 50 epochs, x6).
-At the start of every stage after the first, the modality trained in the previous stage k gives, for each head
-layer, the moment ``Y = sum_batches xbar xbar^T`` of the layer's batch-mean input (Eq. 2), its decomposition
-``Y = V Lambda V^T``, ``Sigma = exp(-tau (Lambda - lambda_min) / (lambda_max - lambda_min))`` and
-``T^(k) = V Sigma V^T`` (Eq. 4). During the stage every head weight gradient of the current modality is
-multiplied by the T of the matching layer (Eq. 5/9; in PyTorch's (out, in) layout ``grad <- grad @ T``), and the
-loss is optimised with SAM (Eq. 7-8). Prediction fuses the modalities' own outputs.
-
-``variant``:
-
-* ``official`` (default; what the released code does): mixup on the trained modality's input; loss
-  ``(1 - flat_ratio) * mixup-CE + flat_ratio * CE(head_perturbed(features), unmixed labels)`` where every
-  parameter tensor of the modality is moved by ``rho * g / ||g||`` (per-tensor norm, by rebinding ``.data`` as
-  the code does, see :func:`perturb_per_tensor_`) and never moved back; fusion = mean of the modalities'
-  softmax; every stage restarts from the best checkpoint so far.
-* ``paper``: textbook SAM (one global norm over the modality's parameters, perturb, recompute the whole forward
-  incl. the encoder, take the gradient there, restore the parameters exactly), plain CE, no mixup, no restart,
-  MLA's entropy-weighted fusion with per-sample weights (see :func:`entropy_weighted_fusion`).
-
-Deliberate differences from the official code (all switchable): the restart checkpoint is chosen on the
-validation split (``restart_select="test_official"`` gives the code's best-on-test); the moment matrix is
-decomposed with ``torch.linalg.eigh`` in float64 (same result as the code's ``torch.svd`` for a symmetric PSD
-matrix; scipy's ``evr`` driver and an SVD take over where LAPACK fails to converge); a degenerate spectrum
-(all eigenvalues equal) gives ``T = I`` instead of a division by zero; a tensor whose gradient is exactly zero
-is not perturbed (the code would write NaN); mixup draws from torch's RNG (the code: lambda from numpy's);
-one ``rho`` for encoder and head (the code's ``noise_ratio``/``noise_ratio_cls``, equal in every config).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/mie.md`.
 """
 
 from __future__ import annotations
@@ -52,6 +22,7 @@ from benchmark.entropy_fusion import entropy_fusion_weights, fuse_logits
 from benchmark.evaluation import evaluate
 from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler, eval_mode, upcast
 from benchmark.models import ModelOutput, build_encoder
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 from benchmark.sam import perturb_per_tensor_, sam_ascent
 
@@ -373,13 +344,8 @@ _AV_SGD = {
     "method.mixup_alpha": 1.0,
 }
 _TEXT_IMAGE_ADAM = {
-    "train.optimizer": "adam",
-    "train.lr": 1e-5,
-    "train.betas": (0.9, 0.99),
-    "train.weight_decay": 1e-4,
-    "train.batch_size": 12,
     # WarmupMultiStepLR with milestones [160, 180] that a 40-epoch run never reaches: only the warm-up acts.
-    "train.scheduler": "none",
+    **recipe("igm_image_text_adam"),
     "method.warmup_epochs": 2,
     "method.tau": 0.4,
     "method.rho": 1e-15,
@@ -393,6 +359,10 @@ class Mie(Method):
     """MIE/IGM: alternating unimodal stages + flat gradient modification from the previous modality + SAM."""
 
     name = "mie"
+    display = "IGM"
+    paper_row = 15
+    proposed = True
+    ablation = {"SAM": True, "GM": True}
 
     @dataclass
     class Config(MethodConfig):
@@ -820,6 +790,9 @@ class MieNoSam(Mie):
     """IGM w/o SAM (Tables 1-2): gradient modification only; official variant: mixup-CE without the 0.3 term."""
 
     name = "mie_no_sam"
+    display = "IGM w/o SAM"
+    paper_row = 14
+    ablation = {"SAM": False, "GM": True}
 
     @dataclass
     class Config(Mie.Config):
@@ -831,6 +804,9 @@ class MieNoGm(Mie):
     """IGM w/o GM (Table 2, SAM only): alternating stages with SAM, no gradient modification."""
 
     name = "mie_no_gm"
+    display = "IGM w/o GM"
+    paper_row = None
+    ablation = {"SAM": True, "GM": False}
 
     @dataclass
     class Config(Mie.Config):
@@ -842,6 +818,9 @@ class MiePlain(Mie):
     """IGM with neither SAM nor GM (Table 2, first row): alternating unimodal stages with own heads."""
 
     name = "mie_plain"
+    display = "IGM w/o SAM & GM"
+    paper_row = None
+    ablation = {"SAM": False, "GM": False}
 
     @dataclass
     class Config(Mie.Config):
@@ -854,6 +833,9 @@ class MieNoAGm(Mie):
     """IGM w/o a-GM (Table 3): the first modality's (audio's) T is never applied; only video modifies audio."""
 
     name = "mie_no_a_gm"
+    display = "w/o a-GM"
+    paper_row = None
+    ablation = {}
 
     @dataclass
     class Config(Mie.Config):
@@ -865,6 +847,9 @@ class MieNoVGm(Mie):
     """IGM w/o v-GM (Table 3): the second modality's (video's) T is never applied; only audio modifies video."""
 
     name = "mie_no_v_gm"
+    display = "w/o v-GM"
+    paper_row = None
+    ablation = {}
 
     @dataclass
     class Config(Mie.Config):

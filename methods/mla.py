@@ -1,37 +1,7 @@
 """MLA: Multimodal Learning with Alternating Unimodal Adaptation (Zhang et al., CVPR 2024).
 
-Follows the official ``main.py`` (``--gs_flag`` branch) and ``utils/utils.py:GSPlugin`` of
-Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation @ ab6c184.
-
-Training: one forward of every encoder per batch; then, modality after modality (dataset order), the shared
-head ``Linear(D, C)`` classifies that modality's features, its cross-entropy is back-propagated and the
-optimiser steps (the next modality sees the updated head). Test: the per-modality logits of the shared head
-are fused with entropy weights ``w_m = softmax_m(-H_m)`` (``--dynamic``) or fixed weights (0.55/0.45 for two
-modalities, 0.35/0.25/0.4 for three, as in ``main.py``).
-
-Gradient projection (paper; OWM): before each step but the very first, the head-weight gradient is projected,
-``grad <- grad P^T``, where P (D x D, shared, starts at I) is updated with the batch-mean feature r of the
-modality just back-propagated: ``k = P r^T``, ``P <- P - k k^T / (alpha + r k)``, ``P <- P / |P|_F`` with
-``alpha = 0.1 ** (step / steps_per_epoch + 1)``.
-
-``variant="official"`` (default) = the released code:
-
-* the projection never runs (``before_update`` tests ``n == "module.weight"`` on a bare ``nn.Linear`` whose
-  parameter is called ``weight``); the released expression would divide elementwise by the matrix
-  ``alpha + k r`` (``owm_update(..., scalar=False)``);
-* the entropy fusion is computed per test batch: softmax over the batch dimension, entropy summed over the
-  whole B x C matrix, one weight per modality and batch.
-
-``variant="paper"``: the projection runs with OWM's scalar denominator, and each test sample is weighted by
-its own entropies (softmax over classes).
-
-Initialisation: the shared head gets ``weight_init`` (``model.apply(weight_init)``, ``main.py``); the encoders'
-own init is the same Kaiming fan-out / BatchNorm 1-0.
-
-Deliberate differences: ``zero_grad(set_to_none=True)`` between the modality steps (PyTorch >= 2 default), so
-the first modality's encoder does not receive a second momentum-only update during the second modality's step
-(it did under PyTorch 1.8); any number of modalities (the official code has 2 or 3); the entropy uses
-``log_softmax`` (finite where the released ``log(softmax)`` of an underflowing probability is NaN).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/mla.md`.
 """
 
 from __future__ import annotations
@@ -48,6 +18,7 @@ from benchmark.data import Batch
 from benchmark.entropy_fusion import entropy_fusion_weights, fuse_logits
 from benchmark.method import Method, MethodConfig, upcast
 from benchmark.models import ModelOutput, build_encoders, official_weight_init
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 
 
@@ -111,6 +82,8 @@ class Mla(Method):
     """MLA: alternating unimodal steps through one shared head; entropy-weighted logit fusion at test time."""
 
     name = "mla"
+    display = "MLA"
+    paper_row = 13
 
     @dataclass
     class Config(MethodConfig):
@@ -122,20 +95,7 @@ class Mla(Method):
         fixed_weights: tuple[float, ...] = ()
 
     # Official CREMA-D script: SGD 1e-3 (0.9, 1e-4), StepLR(70, 0.1), batch 64, 100 epochs.
-    dataset_defaults = {
-        ds: {
-            "train.epochs": 100,
-            "train.batch_size": 64,
-            "train.optimizer": "sgd",
-            "train.lr": 1e-3,
-            "train.momentum": 0.9,
-            "train.weight_decay": 1e-4,
-            "train.scheduler": "step",
-            "train.step_size": 70,
-            "train.gamma": 0.1,
-        }
-        for ds in ("crema_d", "kinetics_sounds")
-    }
+    dataset_defaults = {ds: {**recipe("ogm_ge_sgd"), "train.epochs": 100} for ds in ("crema_d", "kinetics_sounds")}
 
     def build_model(self) -> nn.Module:
         return SharedHeadModel(build_encoders(self.ctx.info, self.ctx.config.model), self.ctx.info.num_classes)

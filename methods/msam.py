@@ -1,32 +1,7 @@
 """M-SAM: Modality-Aware Sharpness-Aware Minimization (Nowdeh et al., NeurIPS 2025, arXiv 2510.24919).
 
-**This is a reconstruction.** No official code has been released; we follow the paper's equations:
-
-1. Shapley value of each modality on the mini-batch *accuracy*:
-   ``Phi_m = sum_{S subset M\\{m}} |S|!(M-|S|-1)!/M! * (acc[S + {m}] - acc[S])``; shares ``v_m = Phi_m / sum_i Phi_i``;
-   dominant modality ``d = argmax_m v_m``.
-2. Loss split: ``L = sum_m v_m * l`` with ``L_d = v_d * l`` (dominant part) and ``L_s = (1 - v_d) * l`` (the rest).
-3. SAM on the dominant part only: ``eps = rho * grad L_d / ||grad L_d||``, and the update
-   ``theta <- theta - lr * [grad L_d(theta + eps) + grad L_s(theta) + lambda * theta]``
-   (the base optimiser ``train.optimizer`` applies lr, momentum and weight decay at the restored theta).
-
-Choices that are ours (the paper leaves them open):
-
-* Value function: accuracy of the fused prediction on the training mini-batch, modalities outside S
-  masked by zero *inputs* (AGM / SHAPE convention; ``method.mask=feature`` zeroes their features instead).
-  The 2^M subset forwards run in eval mode without gradient; each encoder runs once on the real batch and
-  once on a single all-zero input (an eval-mode encoder maps every zero input to the same feature), so the
-  subsets cost only head evaluations.
-* Degenerate shares: negative Shapley values are clamped at 0 before normalising; if none is positive
-  (e.g. a batch that every subset classifies equally well) the shares are uniform. Ties go to the first
-  modality in the dataset's order.
-* ``l`` is computed once and ``grad L_d = v_d grad l``, ``grad L_s = (1 - v_d) grad l`` (one backward); the
-  second (perturbed) forward/backward gives ``v_d grad l(theta + eps)``; BatchNorm running statistics are
-  frozen during the perturbed pass (standard SAM practice).
-* ``method.perturb_scope``: ``all`` perturbs every parameter (``eps`` normalised over the whole model);
-  ``dominant_encoder`` perturbs only the dominant modality's encoder (``eps`` normalised over it), the
-  gradient at the perturbed point is still taken for every parameter.
-* ``rho`` defaults to 0.05 (Foret et al.'s SAM default; the paper's value is not available to us).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/msam.md`.
 """
 
 from __future__ import annotations
@@ -158,6 +133,8 @@ class MSam(Method):
     """M-SAM: SAM on the Shapley-dominant modality's share of the loss (reconstruction; no official code)."""
 
     name = "msam"
+    display = "M-SAM"
+    paper_row = 11.5
 
     @dataclass
     class Config(MethodConfig):

@@ -144,11 +144,11 @@ def test_state_round_trip_and_running_means():
     assert other.mean_scores == method.mean_scores and other.scales == method.scales and other.iteration == 2
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance():
     # 20 steps: with the released initialisation (xavier head, Kaiming-uniform convs; #12) the first dozen
     # steps on av_digits were measured at 0.19-0.20 test accuracy, 0.48 after 20 (0.43 / 0.46 before)
     row = train_briefly("agm", epochs=1, **{"train.max_steps_per_epoch": 20})
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
 
 

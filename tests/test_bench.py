@@ -115,6 +115,7 @@ def test_unknown_shape_is_an_error():
         bench_shape("cremad", methods=["joint"])
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run(tmp_path):
     """scripts/gpu_check.sh --dry-run: the bench rows and one real epoch per method (toy sizes, this device)."""
     out = subprocess.run(

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from benchmark.data import collate, epoch_order, make_loader
 from benchmark.method import Method
-from benchmark.registry import METHODS, SUITES
+from benchmark.registry import METHODS, table1_methods
 from benchmark.trainer import NonFiniteLossError, StepStats, accelerate, build_run, encoder_modules, fit
 
 TINY = {"model.resnet_width": 2, "train.max_steps_per_epoch": 3, "train.eval_batch_size": 512}
@@ -156,6 +156,7 @@ def test_channels_last_is_cuda_only_by_default():
     assert all(p.is_contiguous() for p in convs)
 
 
+@pytest.mark.slow
 def test_compile_wraps_each_encoder_in_place():
     """train.compile: every encoder's forward compiled (dynamo's eager backend here: the wiring, not inductor);
     same outputs, same state_dict keys, and a deep copy (G-Blending's probes) runs its own parameters."""
@@ -194,7 +195,7 @@ def test_amp_is_on_by_default_and_only_acts_on_cuda():
 # -- bf16 autocast through every method --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(SUITES.get("main").methods) + ["mie_plain"])
+@pytest.mark.parametrize("name", sorted(table1_methods()) + ["mie_plain"])
 def test_bf16_autocast_step_of_every_method(monkeypatch, name):
     """Two steps under bf16 autocast (CPU autocast stands in for CUDA's): finite loss, float32 parameters and
     gradients, every gradient edit applied to float32 tensors."""

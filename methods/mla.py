@@ -189,9 +189,17 @@ class Mla(Method):
         )
 
     def extra_state(self) -> dict[str, Any]:
-        return {"projector": self.projector.cpu(), "exp_count": self.exp_count, "grad_cosine": self.grad_cosine}
+        last = None if self._last_grad is None else self._last_grad.cpu()  # the next epoch's first cosine needs it
+        return {
+            "projector": self.projector.cpu(),
+            "exp_count": self.exp_count,
+            "grad_cosine": self.grad_cosine,
+            "last_grad": last,
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.projector = state["projector"].to(self.device)
         self.exp_count = int(state["exp_count"])
         self.grad_cosine = list(state.get("grad_cosine", []))
+        last = state.get("last_grad")
+        self._last_grad = None if last is None else last.to(self.device)

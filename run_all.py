@@ -12,6 +12,7 @@ Examples::
     python run_all.py --suite main --cluster slurm --profile benchmark/cluster_profiles/example.toml:gpu
     python run_all.py --suite main --cluster slurm --partition gpu --gpus 1 --time 600 --sbatch reservation=x
     python run_all.py --bench                          # step-time ratios to joint -> reports/perf.csv
+    python run_all.py --bench --shapes crema_d         # the same at CREMA-D's model and input sizes
     python run_all.py --report-only                    # every table and figure from results/*.csv (no torch)
     python run_all.py --report-only --suite main --rule best_test
     python run_all.py --rebuild-csv --suite quick        # rewrite results/quick.csv from the result files
@@ -91,8 +92,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     p.add_argument("--results", default=str(ROOT / "results"), help="result directory (default: results/)")
     p.add_argument("--reports", default=str(ROOT / "reports"), help="report directory (default: reports/)")
-    p.add_argument("--bench", action="store_true", help="measure step-time ratios to joint and loader speed")
-    p.add_argument("--bench-steps", type=int, default=5, help="timed steps per method for --bench")
+    b = p.add_argument_group("benchmark (--bench; docs/performance.md)")
+    b.add_argument("--bench", action="store_true", help="measure step-time ratios to joint and loader speed")
+    b.add_argument(
+        "--shapes",
+        help="comma-separated: av_digits (default; the embedded dataset) and/or the papers' sizes on synthetic "
+        "tensors: crema_d, kinetics_sounds, twitter2015",
+    )
+    b.add_argument("--bench-rounds", type=int, default=15, help="rounds at most (default 15)")
+    b.add_argument("--bench-steps", type=int, help="timed steps per method per round (default: 5 on CUDA, 1-2 on CPU)")
+    b.add_argument("--bench-batch", type=int, help="batch for every method (default: the papers' on CUDA, 2 on CPU)")
+    b.add_argument(
+        "--bench-minutes",
+        type=float,
+        default=15.0,
+        help="time budget per shape; rounds stop once it is spent (at least 3 rounds; default 15)",
+    )
+    b.add_argument(
+        "--bench-extra-batches",
+        type=int,
+        default=4,
+        help="batches of the synthetic training split the per-epoch extras are timed on (default 4)",
+    )
+    b.add_argument("--bench-no-loader", action="store_true", help="skip the loader measurements")
     p.add_argument(
         "--report-only",
         action="store_true",
@@ -245,7 +267,19 @@ def _main(args: argparse.Namespace) -> int:
         if args.bench:
             from benchmark.bench import run_bench
 
-            run_bench(Path(args.reports), steps=args.bench_steps, methods=methods, overrides=overrides)
+            run_bench(
+                Path(args.reports),
+                steps=args.bench_steps,
+                methods=methods,
+                overrides=overrides,
+                shapes=_csv_list(args.shapes, "--shapes") or ["av_digits"],
+                rounds=args.bench_rounds,
+                batch=args.bench_batch,
+                budget_s=60.0 * args.bench_minutes,
+                extra_batches=args.bench_extra_batches,
+                cache_vs_raw=not args.bench_no_loader,
+                train_loader_rate=not args.bench_no_loader,
+            )
             return 0
         check_results_dir(Path(args.results), write=False)
         if args.status:

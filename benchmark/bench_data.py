@@ -8,10 +8,14 @@ evaluation transforms. ``bench_dataset(name, root, cache)`` does the same on any
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from benchmark.config import build_config
 from benchmark.registry import DATASETS
@@ -55,16 +59,64 @@ def bench_dataset(name: str, root: str, cache: str, limit: int = 64, split: str 
     }
 
 
-def bench_fixture(workdir: str | None = None, per_class: int = 4, limit: int = 24) -> dict[str, Any]:
-    """Generate a CREMA-D-like release with real-size frames, prepare it and run :func:`bench_dataset`."""
+def uint8_item(split: Any, i: int, size: int = 224) -> dict[str, torch.Tensor]:
+    """The proposed training item (docs/performance.md, not yet the datasets' code): the stored uint8 frame is
+    cropped, resized and flipped as uint8 and returned as uint8; float conversion and ImageNet normalisation move
+    to the device (one fused op on the whole batch). Same draws as ``mmbalance_datasets._transforms.frames_to_tensor``;
+    audio stays float16."""
+    import torch
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as TF
+
+    cache = split.cache
+    row = int(split.rows[i])
+    audio = torch.from_numpy(np.array(cache.array("audio")[row])).unsqueeze(0)  # float16, as stored
+    stored = cache.items("frames", row)
+    pick = int(torch.randint(len(stored), (1,)))
+    f = torch.from_numpy(np.asarray(stored[pick])).permute(2, 0, 1)  # (3, H, W) uint8, a view
+    top, left, h, w = v2.RandomResizedCrop.get_params(f, scale=[0.08, 1.0], ratio=[3 / 4, 4 / 3])
+    f = TF.resized_crop(f, top, left, h, w, [size, size], antialias=True)
+    if torch.rand(1).item() < 0.5:
+        f = TF.horizontal_flip(f)
+    return {"audio": audio, "visual": f.unsqueeze(1)}
+
+
+def workers_needed(rate_per_worker: float, target: float = 3000.0) -> int:
+    """DataLoader workers that sustain ``target`` samples per second at ``rate_per_worker`` each."""
+    return int(math.ceil(target / rate_per_worker)) if rate_per_worker > 0 else -1
+
+
+def bench_fixture(
+    workdir: str | None = None, per_class: int = 4, limit: int = 24, train: bool = False
+) -> dict[str, Any]:
+    """Generate a CREMA-D-like release with real-size frames (480x360), prepare it and run :func:`bench_dataset`;
+    ``train``: also the training items (random crops and flips), the current ones and :func:`uint8_item`."""
     from benchmark.synthetic_release import make_crema_d
-    from datasets.crema_d import CremaD
+    from mmbalance_datasets.crema_d import CremaD
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         base = Path(tmp)
         make_crema_d(base / "raw", per_class=per_class, with_video=False, with_bad=False, frame_size=(480, 360))
         CremaD.prepare(str(base / "raw"), str(base / "cache"), progress=False)
-        return bench_dataset("crema_d", str(base / "raw"), str(base / "cache"), limit=limit)
+        row = bench_dataset("crema_d", str(base / "raw"), str(base / "cache"), limit=limit)
+        if train:
+            cfg = build_config(
+                "joint", "crema_d", 0, {"data.root": str(base / "raw"), "data.cache": str(base / "cache")}
+            )
+            split = DATASETS.get("crema_d")(cfg.data_cfg).split("train")
+            row["train_sps"] = round(_rate(split, limit, repeats=3), 1)
+            row["workers_for_3000"] = workers_needed(row["train_sps"])
+
+            class Uint8:
+                def __len__(self) -> int:
+                    return len(split)
+
+                def __getitem__(self, i: int) -> Any:
+                    return uint8_item(split, i)
+
+            row["train_uint8_sps"] = round(_rate(Uint8(), limit, repeats=3), 1)
+            row["workers_for_3000_uint8"] = workers_needed(row["train_uint8_sps"])
+        return row
 
 
 def main() -> None:
@@ -72,10 +124,15 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=4)
     parser.add_argument("--limit", type=int, default=24)
     args = parser.parse_args()
-    row = bench_fixture(per_class=args.per_class, limit=args.limit)
+    row = bench_fixture(per_class=args.per_class, limit=args.limit, train=True)
     print(
         f"{row['dataset']}: cached {row['cached_sps']} samples/s, raw {row['raw_sps']} samples/s "
-        f"-> {row['speedup']}x on {row['samples']} samples"
+        f"-> {row['speedup']}x on {row['samples']} samples (evaluation transforms, one thread)"
+    )
+    print(
+        f"training items (random crop + flip), one worker: {row['train_sps']} samples/s -> "
+        f"{row['workers_for_3000']} workers for 3000 samples/s; uint8 crop/flip, normalised on the device: "
+        f"{row['train_uint8_sps']} samples/s -> {row['workers_for_3000_uint8']} workers"
     )
 
 

@@ -54,10 +54,18 @@ class TrainConfig:
     # 0 = whole epoch; a positive number caps the training steps per epoch (smoke tests, benchmarks).
     max_steps_per_epoch: int = 0
     deterministic: bool = False
-    # bf16 autocast on CUDA; ignored on CPU.
-    amp: bool = False
+    # bf16 autocast on CUDA (the GPU fast path, on by default); ignored on CPU, where every run is float32.
+    amp: bool = True
     device: str = field(default="auto", metadata=NOT_IDENTITY)
     num_workers: int = field(default=0, metadata=NOT_IDENTITY)
+    # GPU fast path (docs/performance.md); none of these changes a float32 result beyond rounding.
+    # channels_last memory format for the conv weights (CUDA only; a no-op elsewhere).
+    channels_last: bool = field(default=True, metadata=NOT_IDENTITY)
+    # torch.compile each encoder in place (nn.Module.compile: same module tree and state_dict keys).
+    compile: bool = field(default=False, metadata=NOT_IDENTITY)
+    # On CUDA the trainer reads the step losses (a host sync) every this many steps instead of every step; a
+    # non-finite loss still stops the run naming its step, at most this many steps later. CPU: every step.
+    log_every: int = field(default=50, metadata=NOT_IDENTITY)
     # Keep the final model weights in the run directory (ReconBoost reads the unimodal ones).
     save_model: bool = field(default=False, metadata=NOT_IDENTITY)
     # Save a resumable checkpoint after every epoch (removed when the run finishes).
@@ -338,6 +346,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("train.batch_size and train.eval_batch_size must be >= 1")
     if t.lr <= 0:
         raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+    if t.log_every < 1:
+        raise ConfigError(f"train.log_every must be >= 1, got {t.log_every}")
     if t.max_steps_per_epoch < 0:
         raise ConfigError(f"train.max_steps_per_epoch must be >= 0 (0 = the whole epoch), got {t.max_steps_per_epoch}")
     if t.num_workers < 0:

@@ -49,7 +49,6 @@ from benchmark.runner import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-EXECUTORS = ("inline", "local", "slurm")
 
 
 @dataclass

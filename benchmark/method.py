@@ -17,7 +17,7 @@ A method is one registered class in ``methods/``::
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            return {"loss": loss.item()}
+            return {"loss": loss.detach()}   # a tensor: the trainer reads it without a sync per step on CUDA
 
 ``training_step`` owns the whole update: forward passes, any number of backward passes, gradient edits and
 optimiser steps. Two-pass methods (SAM), several backward passes (MMPareto), alternating modalities (MLA, MIE)
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -95,6 +95,8 @@ class MethodContext:
     splits: dict[str, Dataset]
     run_dir: Path | None = None
     store: ResultStore | None = None
+    # Loaders over worker processes kept across epochs on CUDA (persistent workers), by their arguments.
+    _reused: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def train(self) -> TrainConfig:
@@ -121,19 +123,35 @@ class MethodContext:
         """A loader over ``split`` (or over ``dataset``, e.g. a resampled training set).
 
         A training loader drops a last batch of a single sample: BatchNorm cannot normalise it in train mode.
+        On CUDA batches are pinned, and with ``train.num_workers > 0`` a split's loader is reused across epochs
+        (persistent workers) unless it is being iterated already; the batches are the same either way.
         """
         train = split == "train"
         data = dataset if dataset is not None else self.splits[split]
         size = batch_size or (self.train.batch_size if train else self.train.eval_batch_size)
-        return make_loader(
+        shuffle = train if shuffle is None else shuffle
+        drop_last = drop_last or (train and len(data) % size == 1)
+        cuda = self.device.type == "cuda"
+        reuse = cuda and self.train.num_workers > 0 and dataset is None
+        key = (split, size, shuffle, drop_last)
+        cached = self._reused.get(key) if reuse else None
+        if cached is not None and not cached.active:
+            cached.set_epoch(epoch)
+            return cached
+        loader = make_loader(
             data,
             size,
-            shuffle=train if shuffle is None else shuffle,
+            shuffle=shuffle,
             seed=self.config.seed,
             epoch=epoch,
             num_workers=self.train.num_workers,
-            drop_last=drop_last or (train and len(data) % size == 1),
+            drop_last=drop_last,
+            pin_memory=cuda,
+            persistent_workers=reuse and cached is None,
         )
+        if reuse and cached is None:
+            self._reused[key] = loader
+        return loader
 
     def batches(self, loader: Iterable[Batch], limit: int = 0) -> Iterator[Batch]:
         """Iterate ``loader`` with batches moved to the device; ``limit`` > 0 stops after that many."""
@@ -154,10 +172,21 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def format_ablation(marks: dict[str, bool]) -> str:
+    """``{"SAM": True, "GM": False}`` -> ``"SAM:1,GM:0"`` (the result row's ``ablation`` column)."""
+    return ",".join(f"{k}:{int(bool(v))}" for k, v in marks.items())
+
+
 def upcast(t: torch.Tensor) -> torch.Tensor:
     """``t`` in float32 if it is half precision (bf16/fp16 under autocast); float32 and float64 pass unchanged,
     so a float64 run (the golden-step tests) keeps its precision where a plain ``.float()`` would drop it."""
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
+def with_zero_sample(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with one all-zero sample appended along the batch dimension: a masked-input pass and the real pass
+    in one eval-mode forward (rows ``[:-1]`` and ``[-1:]``; in eval mode samples do not interact)."""
+    return torch.cat([x, torch.zeros_like(x[:1])])
 
 
 def build_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
@@ -190,6 +219,15 @@ class Method:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = MethodConfig
+    # What the reports show, written into every result row (see :meth:`row_facts`): the IGM paper's name for the
+    # row ("" = ``name``), its position in Table 1 (rows the paper's Table 1 lacks take a fraction beside their
+    # relative; None = not a Table-1 row, not run by the ``main`` suite), whether it is the proposed method (its
+    # rows are tested for significance against the best baseline), and for an ablation row of the proposed
+    # method the components it keeps (Table 2's check marks, e.g. {"SAM": True, "GM": False}).
+    display: ClassVar[str] = ""
+    paper_row: ClassVar[float | None] = None
+    proposed: ClassVar[bool] = False
+    ablation: ClassVar[dict[str, bool]] = {}
     # Dotted defaults applied for every dataset (e.g. {"train.lr": 1e-3}).
     train_defaults: ClassVar[dict[str, Any]] = {}
     # Dotted defaults per dataset name ("*" = every dataset), applied after train_defaults.
@@ -215,6 +253,22 @@ class Method:
     def label(cls, cfg: Any) -> str:
         """Row label in tables."""
         return cls.name
+
+    @classmethod
+    def row_facts(cls, cfg: Any) -> dict[str, Any]:
+        """The row's facts for the reports: ``display``, ``paper_row``, ``proposed``, ``ablation``.
+
+        A label other than ``name`` (a variant such as ``mie[paper]``) is shown as the label and has no
+        Table-1 position or ablation marks.
+        """
+        label = cls.label(cfg)
+        own = label == cls.name
+        return {
+            "display": (cls.display or cls.name) if own else label,
+            "paper_row": cls.paper_row if own else None,
+            "proposed": bool(cls.proposed),
+            "ablation": format_ablation(cls.ablation) if own else "",
+        }
 
     @classmethod
     def requires(cls, config: RunConfig, overrides: dict[str, Any]) -> list[RunSpec]:
@@ -246,8 +300,11 @@ class Method:
         """The training batches of ``epoch`` (override to resample, e.g. SMV)."""
         return self.ctx.loader("train", epoch=epoch)
 
-    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One update on ``batch``; returns floats for logging and must include ``loss``."""
+    def training_step(self, batch: Batch, step: int) -> dict[str, float | torch.Tensor]:
+        """One update on ``batch``; returns numbers or 0-d tensors for logging and must include ``loss``.
+
+        Return tensors (``loss.detach()``; a parameter's value copied with ``.detach().clone()``) rather than
+        ``.item()``: on CUDA the trainer reads them every ``train.log_every`` steps, one host sync per window."""
         raise NotImplementedError
 
     def on_epoch_end(self, epoch: int) -> None:

@@ -1,8 +1,9 @@
 """Name -> entry registries for methods, datasets, backbones and suites.
 
 In the spirit of timm's ``register_model``: a method, dataset or backbone is added by decorating one class or
-function in one file of its package. The packages ``methods/``, ``datasets/``, ``benchmark/backbones/`` and
-``benchmark/suites/`` import every module they contain, so a new file is picked up without editing any list.
+function in one file of its package. The packages ``methods/``, ``datasets/`` (imported as ``mmbalance_datasets``,
+see :mod:`benchmark.dataset_package`), ``benchmark/backbones/`` and ``benchmark/suites/`` import every module they
+contain, so a new file is picked up without editing any list.
 """
 
 from __future__ import annotations
@@ -141,13 +142,19 @@ def import_submodules(package_name: str) -> list[str]:
 
 
 METHODS: Registry[Any] = Registry("method", ("methods",))
-DATASETS: Registry[Any] = Registry("dataset", ("datasets",))
+DATASETS: Registry[Any] = Registry("dataset", ("mmbalance_datasets",))  # the datasets/ folder (dataset_package.py)
 BACKBONES: Registry[Any] = Registry("backbone", ("benchmark.backbones",))
 SUITES: Registry[Any] = Registry("suite", ("benchmark.suites",))
 
 register_method = METHODS.register
 register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
+
+
+def table1_methods() -> tuple[str, ...]:
+    """The registered methods with a Table-1 position (their class's ``paper_row``), in that order."""
+    rows = [(e.obj.paper_row, e.name) for e in METHODS if getattr(e.obj, "paper_row", None) is not None]
+    return tuple(name for _, name in sorted(rows))
 
 
 def register_suite(suite: T) -> T:

@@ -97,6 +97,7 @@ def finished_row(
         "run_id": config.run_id,
         "status": "ok",
         "label": METHODS.get(config.method).label(config.method_cfg),
+        **METHODS.get(config.method).row_facts(config.method_cfg),  # what the reports show (no torch there)
         **config.flat(),
         **summarise(history, config.train.select_metric),
         "select_metric": config.train.select_metric,
@@ -121,6 +122,7 @@ def failed_row(config: RunConfig, error: BaseException) -> dict[str, Any]:
         "run_id": config.run_id,
         "status": "failed",
         "label": METHODS.get(config.method).label(config.method_cfg),
+        **METHODS.get(config.method).row_facts(config.method_cfg),  # what the reports show (no torch there)
         **config.flat(),
         "error": f"{type(error).__name__}: {error}",
         "config_id": config.config_id,

@@ -375,10 +375,6 @@ def run_inline(
     return rows
 
 
-def default_results_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "results"
-
-
 def print_plan(planned: list[PlannedRun], suite_name: str) -> dict[str, int]:
     """``--dry-run``: one line per run (state, run id, row label, dataset, seed), then the counts."""
     from benchmark.registry import METHODS

@@ -14,15 +14,17 @@ import os
 import random
 import sys
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from benchmark.checkpoint import load_checkpoint, save_checkpoint, save_state
-from benchmark.config import RunConfig
+from benchmark.config import RunConfig, TrainConfig
 from benchmark.data import SPLITS, MultimodalDataset
 from benchmark.evaluation import evaluate
 from benchmark.method import Method, MethodContext
@@ -56,6 +58,49 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def encoder_modules(model: nn.Module) -> list[nn.Module]:
+    """The outermost submodules that follow the backbone contract (an ``out_dim`` attribute): the encoders."""
+    found: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if isinstance(getattr(child, "out_dim", None), int):
+                found.append(child)
+            else:
+                visit(child)
+
+    visit(model)
+    return found
+
+
+def accelerate(
+    model: nn.Module,
+    train: TrainConfig,
+    device: torch.device,
+    force_channels_last: bool = False,
+    compile_backend: str = "inductor",
+) -> None:
+    """The model side of the GPU fast path, in place: ``channels_last`` conv weights on CUDA (``train.channels_last``;
+    ``force_channels_last`` applies it on any device, for tests) and ``torch.compile`` of every encoder's forward
+    (``train.compile``). Both keep the module tree, the parameters' identity and the state_dict keys.
+
+    The compiled forward is the class's ``forward`` bound to the module (not a compiled ``_call_impl``), so a
+    ``copy.deepcopy`` of the model (G-Blending's probes) runs the copy's parameters, not the original's.
+    """
+    if train.channels_last and (device.type == "cuda" or force_channels_last):
+        model.to(memory_format=torch.channels_last)  # 4-d weights only; Linear and 3-d/5-d weights are untouched
+    if train.compile:
+        encoders = encoder_modules(model)
+        if not encoders:
+            raise ValueError(
+                "train.compile=true but the model has no encoder (a submodule with an out_dim attribute) to compile; "
+                "set train.compile=false"
+            )
+        for enc in encoders:
+            compiled = torch.compile(type(enc).forward, backend=compile_backend)
+            enc.forward = types.MethodType(compiled, enc)
+
+
 @dataclass
 class RunSetup:
     """Everything built for one run before training starts."""
@@ -67,16 +112,22 @@ class RunSetup:
 
 
 def build_run(
-    config: RunConfig, store: ResultStore | None = None, on_model: Callable[[Method], None] | None = None
+    config: RunConfig,
+    store: ResultStore | None = None,
+    on_model: Callable[[Method], None] | None = None,
+    dataset: MultimodalDataset | None = None,
 ) -> RunSetup:
     """Dataset, method, model and optimiser for ``config`` (seeded).
 
     ``on_model`` is called with the method once its model exists, before the optimisers are built: the golden
-    tests use it to load a released code's initial weights in float64.
+    tests use it to load a released code's initial weights in float64. ``dataset`` replaces the registered
+    dataset of ``config.dataset`` (the benchmark's synthetic tensors at a dataset's real shapes); the config,
+    and so every method's defaults for that dataset, stay those of ``config.dataset``.
     """
     seed_everything(config.seed, config.train.deterministic)
     device = resolve_device(config.train.device)
-    dataset = DATASETS.get(config.dataset)(config.data_cfg)
+    if dataset is None:
+        dataset = DATASETS.get(config.dataset)(config.data_cfg)
     info = dataset.info
     splits = {s: dataset.split(s) for s in SPLITS}
     run_dir = store.run_dir(config.run_id) if store is not None else None
@@ -85,9 +136,100 @@ def build_run(
     method.model = method.build_model().to(device)
     if on_model is not None:
         on_model(method)
+    accelerate(method.model, config.train, device)
     method.optimizer, method.scheduler = method.configure_optimizers()
     method.setup()
     return RunSetup(config=config, dataset=dataset, method=method, ctx=ctx)
+
+
+class StepStats:
+    """Per-epoch means of a method's step statistics, and the non-finite-loss stop.
+
+    A statistic may be a Python number or a tensor (``training_step`` may return ``{"loss": loss.detach()}``).
+    With ``every == 1`` each step's loss is read and checked at once (CPU runs, as before). With ``every > 1``
+    (CUDA) tensors stay on the device and are read together every ``every`` steps, one host sync per window;
+    a non-finite loss still stops the run naming its own step, at most ``every - 1`` steps later.
+    """
+
+    def __init__(self, every: int, on_nonfinite: Callable[[int, float], Exception]) -> None:
+        self.every = max(1, int(every))
+        self.on_nonfinite = on_nonfinite
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+        self.last_loss = float("nan")
+        self._pending: list[tuple[int, torch.Tensor]] = []
+
+    def add(self, step: int, stats: dict[str, Any]) -> bool:
+        """Account one step; True when the pending losses were read (a host sync happened)."""
+        loss = stats.get("loss", float("nan"))
+        read = False
+        if torch.is_tensor(loss) and self.every > 1:
+            self._pending.append((step, loss.detach().reshape(())))
+            if len(self._pending) >= self.every:
+                self.flush()
+                read = True
+        else:
+            self._check(step, float(loss))
+            read = True
+        for k, v in stats.items():
+            if torch.is_tensor(v) and self.every > 1:
+                v = v.detach().to(torch.float64)
+                self.sums[k] = v if k not in self.sums else self.sums[k] + v
+            else:
+                self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.count += 1
+        return read
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        values = torch.stack([v.to(torch.float64) for _, v in self._pending]).cpu().tolist()
+        steps = [s for s, _ in self._pending]
+        self._pending = []
+        for step, value in zip(steps, values):
+            self._check(step, value)
+
+    def _check(self, step: int, loss: float) -> None:
+        self.last_loss = loss
+        if not math.isfinite(loss):
+            raise self.on_nonfinite(step, loss)
+
+    def means(self) -> dict[str, float]:
+        self.flush()
+        return {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
+
+
+class StepTimer:
+    """Seconds per ``training_step``: wall clock on the CPU; CUDA events on a GPU (no host sync per step),
+    read by :meth:`flush` once the window's work is done."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self._open: Any = None
+        self._done: list[Any] = []
+
+    def start(self) -> None:
+        if self.cuda:
+            self._open = torch.cuda.Event(enable_timing=True)
+            self._open.record()
+        else:
+            self._open = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._done.append((self._open, end))
+        else:
+            self._done.append(time.perf_counter() - self._open)
+
+    def flush(self) -> list[float]:
+        done, self._done = self._done, []
+        if not self.cuda:
+            return done
+        if done:
+            done[-1][1].synchronize()
+        return [start.elapsed_time(end) / 1000.0 for start, end in done]
 
 
 def fit(
@@ -136,30 +278,29 @@ def fit(
             limit = config.train.max_steps_per_epoch
             n_steps = len(loader) if hasattr(loader, "__len__") else None
             bar.start_epoch(epoch, min(n_steps, limit) if (limit and n_steps) else (limit or n_steps))
-            sums: dict[str, float] = {}
-            count = 0
+
+            def nonfinite(step: int, loss: float, epoch: int = epoch) -> NonFiniteLossError:
+                return NonFiniteLossError(
+                    f"non-finite loss ({loss}) in {config.method} on {config.dataset}, epoch {epoch + 1}, "
+                    f"step {step + 1}; lower train.lr or check the method's hyper-parameters"
+                )
+
+            stats_acc = StepStats(config.train.log_every if cuda else 1, nonfinite)
+            timer = StepTimer(cuda)
             for step, batch in enumerate(ctx.batches(loader, limit)):
-                t0 = time.perf_counter()
+                timer.start()
                 stats = method.training_step(batch, step)
-                if cuda:
-                    torch.cuda.synchronize()
-                step_times.append(time.perf_counter() - t0)
-                loss = float(stats.get("loss", float("nan")))
-                if not math.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({loss}) in {config.method} on {config.dataset}, epoch {epoch + 1}, "
-                        f"step {step + 1}; lower train.lr or check the method's hyper-parameters"
-                    )
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                count += 1
-                bar.step(loss)
+                timer.stop()
+                if stats_acc.add(step, stats):  # the window was read (one host sync): collect its step times
+                    step_times.extend(timer.flush())
+                bar.step(stats_acc.last_loss)
+            train_stats = stats_acc.means()
+            step_times.extend(timer.flush())
             method.on_epoch_end(epoch)
             if method.scheduler is not None:
                 method.scheduler.step()
             metrics = {split: evaluate(method, split) for split in ("val", "test")}
             method.on_evaluation_end(epoch, metrics)
-            train_stats = {k: v / max(count, 1) for k, v in sums.items()}
             lr = method.optimizer.param_groups[0]["lr"] if method.optimizer is not None else None
             history.append({"epoch": epoch + 1, "train": train_stats, "lr": lr, **metrics})
             bar.end_epoch(epoch, epoch_line(epoch, epochs, train_stats, metrics, time.perf_counter() - t_epoch))

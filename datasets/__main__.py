@@ -1,5 +1,6 @@
 import sys
 
-from datasets._cli import main
+import benchmark  # noqa: F401  (makes mmbalance_datasets importable)
+from mmbalance_datasets._cli import main
 
 sys.exit(main())

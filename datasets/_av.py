@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from benchmark.data import DatasetInfo, DatasetNotFoundError
-from datasets._audio import load_audio, log_stft, tile_to
-from datasets._packed import FieldSpec, PackedConfig, PackedDataset, Sample, check_root, default_cache_dir, write_packed
-from datasets._transforms import frames_to_tensor, load_image, segment_indices
-from datasets._video import read_video, video_frame_size
+
+from ._audio import load_audio, log_stft, tile_to
+from ._packed import FieldSpec, PackedConfig, PackedDataset, Sample, check_root, default_cache_dir, write_packed
+from ._transforms import frames_to_tensor, load_image, segment_indices
+from ._video import read_video, video_frame_size
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 

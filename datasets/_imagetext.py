@@ -36,9 +36,10 @@ import numpy as np
 import torch
 
 from benchmark.data import DatasetInfo, DatasetNotFoundError
-from datasets._packed import FieldSpec, PackedConfig, PackedDataset, Sample, check_root, default_cache_dir, write_packed
-from datasets._randaugment import AlbefRandomAugment
-from datasets._transforms import load_image, normalize, random_resized_crop_box, resized_crop
+
+from ._packed import FieldSpec, PackedConfig, PackedDataset, Sample, check_root, default_cache_dir, write_packed
+from ._randaugment import AlbefRandomAugment
+from ._transforms import load_image, normalize, random_resized_crop_box, resized_crop
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from benchmark.data import DatasetNotFoundError
 from benchmark.registry import register_dataset
-from datasets._av import AV_TRAIN_DEFAULTS, AVDataset
+
+from ._av import AV_TRAIN_DEFAULTS, AVDataset
 
 LABELS = {"NEU": 0, "HAP": 1, "SAD": 2, "FEA": 3, "DIS": 4, "ANG": 5}  # the official hard-coded map
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from benchmark.data import DatasetNotFoundError
 from benchmark.registry import register_dataset
-from datasets._av import AV_TRAIN_DEFAULTS, AVDataset
+
+from ._av import AV_TRAIN_DEFAULTS, AVDataset
 
 NUM_CLASSES = 31
 

@@ -43,7 +43,8 @@ import torch.nn.functional as F
 
 from benchmark.data import DatasetInfo, DatasetNotFoundError
 from benchmark.registry import register_dataset
-from datasets._packed import (
+
+from ._packed import (
     CachedSplit,
     FieldSpec,
     PackedConfig,
@@ -53,8 +54,8 @@ from datasets._packed import (
     default_cache_dir,
     write_packed,
 )
-from datasets._transforms import IMAGENET_MEAN, IMAGENET_STD
-from datasets._video import read_video
+from ._transforms import IMAGENET_MEAN, IMAGENET_STD
+from ._video import read_video
 
 LIST_NAMES = ("nvgesture_{}_correct_v2.lst", "nvgesture_{}_correct_cvpr2016_v2.lst")  # IGM's, the release's
 FLOW_DIRS = ("Video_data/flow_data", "flow_data")

@@ -15,8 +15,10 @@ digits, ``@``, ``<user>`` and ``_`` stay; apostrophes go, ``can't`` -> ``cant``)
 
 from __future__ import annotations
 
+from benchmark.recipes import recipe
 from benchmark.registry import register_dataset
-from datasets._imagetext import ImageTextDataset
+
+from ._imagetext import ImageTextDataset
 
 
 @register_dataset
@@ -35,13 +37,8 @@ class Sarcasm(ImageTextDataset):
     )
     # IGM configs (mie_igm.md 7): Adam beta (0.9, 0.99), wd 1e-4, lr 1e-5, batch 12.
     train_defaults = {
+        **recipe("igm_image_text_adam"),
         "train.epochs": 30,
-        "train.batch_size": 12,
         "train.eval_batch_size": 64,
-        "train.optimizer": "adam",
-        "train.lr": 1e-5,
-        "train.betas": (0.9, 0.99),
-        "train.weight_decay": 1e-4,
-        "train.scheduler": "none",
         "train.select_metric": "macro_f1",
     }

@@ -20,8 +20,10 @@ becomes the word ``t``). Labels: 0 negative, 1 neutral, 2 positive. Text: alphab
 
 from __future__ import annotations
 
+from benchmark.recipes import recipe
 from benchmark.registry import register_dataset
-from datasets._imagetext import ImageTextDataset
+
+from ._imagetext import ImageTextDataset
 
 
 @register_dataset
@@ -40,12 +42,7 @@ class Twitter2015(ImageTextDataset):
     )
     # IGM configs (mie_igm.md 7): Adam beta (0.9, 0.99), wd 1e-4, lr 1e-5, batch 12; macro-F1 as second metric.
     train_defaults = {
+        **recipe("igm_image_text_adam"),
         "train.epochs": 30,
-        "train.batch_size": 12,
         "train.eval_batch_size": 64,
-        "train.optimizer": "adam",
-        "train.lr": 1e-5,
-        "train.betas": (0.9, 0.99),
-        "train.weight_decay": 1e-4,
-        "train.scheduler": "none",
     }

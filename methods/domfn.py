@@ -1,37 +1,7 @@
 """DOMFN: A Divergence-Orientated Multi-Modal Fusion Network (Yang et al., ACM MM 2022; ``njustkmg/MM22_DOMFN``).
 
-Official behaviour (``baselines.md`` section 8.5; PyTorch branch at 77743c2, ``models/encoder.py``,
-``engines/mosi_trainer.py``):
-
-* per modality m: an MLP ``Fcn`` (``d_m -> 512 -> 256 -> 128``, ReLU) and ``Linear(128 -> C)`` followed by a
-  **sigmoid**; the sigmoid outputs ``s_m`` are fed to cross-entropy as if they were logits (``CE_m``);
-* fusion: ``MLP(M*128 -> 64 -> C)`` with a sigmoid on the concatenated features, ``CE_f`` likewise;
-* divergence penalty per sample ``p_m = max_c (s_m[c] - ref[c])^2``; the reference is the **mean** of the
-  unimodal outputs in the PyTorch release (``models/encoder.py:100-103``, every commit of its ``Torch``
-  branch) and the **fused** output in the Paddle release (branch ``Paddle``, 0f2ab8e,
-  ``models/encoder.py:122-123``, the two-modality resume model);
-* joint step loss ``sum_m (0.5 * CE_m^2 - eta * p_m) + sum_m CE_m + CE_f`` when every ``p_m / tau < gamma``,
-  all four optimisers step (``engines/mosi_trainer.py:73-83``); otherwise a unimodal step: each modality's
-  optimiser steps on its own ``CE_m`` and the fusion head is not touched (``mosi_trainer.py:85-94``);
-* prediction: the fused output when every ``p_m / tau < gamma``, else the most confident unimodal head
-  (largest ``max_c s_m[c]``);
-* optional unimodal pre-training on ``sum_m CE_m`` (``pre_epoch`` 30 in the released configuration).
-
-Where we differ (docs/methods/domfn.md):
-
-* the released code trains with **batch size 1** (the switch is a per-sample decision) and never saves its best
-  checkpoint (``best_mae`` starts at 1e6 with a ``>`` test). With ``train.batch_size=1`` a step is the released
-  step. In mini-batches each sample keeps its own decision and contributes the joint or the unimodal loss;
-  one optimiser step follows, and the fusion head only moves when some sample of the batch is joint.
-  Model selection is the harness's (every epoch evaluated, best by val);
-* the encoders are the dataset's backbones (``benchmark.models.build_encoder``), followed by the ``Fcn`` MLP;
-* one optimiser for everything (``train.*``) instead of four Adam optimisers with separate learning rates
-  (Adam keeps its state per parameter, so with equal hyper-parameters and the fusion head's gradients left
-  unset on unimodal steps this equals the four optimisers); no ReduceLROnPlateau;
-* ``method.reference=fused`` (default) takes the Paddle release's reference: with two modalities the mean
-  reference bounds ``p_m`` by 0.25, so at the defaults (``p_m / 0.5 < 0.8``) every step would be joint.
-  ``reference=mean`` is the PyTorch release. The unimodal step is the PyTorch trainer's (``CE_m``) for both;
-  the Paddle trainer steps each modality on ``0.5 CE_m^2 - eta p_m`` (``engines/resume_trainer.py:63-70``).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/domfn.md`.
 """
 
 from __future__ import annotations
@@ -112,6 +82,8 @@ class Domfn(Method):
     """DOMFN: sigmoid heads, divergence penalty, per-sample switch between joint and unimodal training."""
 
     name = "domfn"
+    display = "DOMFN"
+    paper_row = 4
     # Released configuration: Adam with weight decay 1e-3 (lrs 1e-5..1e-4 for fine-tuning pre-extracted
     # features, 1e-3 for the unimodal pre-training). From-scratch encoders use the pre-training lr.
     dataset_defaults = {
@@ -178,13 +150,14 @@ class Domfn(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        n_joint = int(joint.sum())
-        self._joint_count += n_joint
+        n_joint = joint.sum()  # a device tensor: read once per epoch in on_epoch_end, not per step
+        self._joint_count = self._joint_count + n_joint
         self._sample_count += len(y)
-        return {"loss": loss.item(), "joint_frac": n_joint / len(y)}
+        return {"loss": loss.detach(), "joint_frac": n_joint / len(y)}
 
     def on_epoch_end(self, epoch: int) -> None:
-        self.joint_fraction.append({"epoch": epoch + 1, "joint": self._joint_count / max(self._sample_count, 1)})
+        joint = float(self._joint_count) / max(self._sample_count, 1)
+        self.joint_fraction.append({"epoch": epoch + 1, "joint": joint})
 
     def predict(self, batch: Batch) -> ModelOutput:
         out = self.forward(batch)

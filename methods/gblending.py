@@ -2,26 +2,8 @@
 CVPR 2020): per-modality heads plus the fused head, trained on a blend of their losses with weights
 proportional to generalisation over overfitting squared.
 
-No official code was released; we follow the paper's online Gradient-Blending:
-
-* model: every modality's encoder with its own linear head, and the fused head (``model.fusion``) on the
-  encoders' features; the loss is ``sum_k w_k CE_k`` over k in {modalities..., fused};
-* at the start of every super-epoch (``method.super_epoch`` epochs) the weights are re-estimated: for each k,
-  a copy of the current model is trained on ``CE_k`` alone for ``method.probe_steps`` steps and its train
-  loss ``L^T`` and held-out loss ``L^V`` are measured before and after (the window N -> N+n);
-  ``G_k = L^V_N - L^V_{N+n}``, ``O_k = (L^V_{N+n} - L^T_{N+n}) - (L^V_N - L^T_N)``, ``w_k = G_k / O_k^2``,
-  normalised to sum 1;
-* prediction: the fused head; each modality's accuracy is read from its own head.
-
-Where we differ (documented in docs/methods/gblending.md):
-
-* The held-out data is the **validation split** (never test); the paper holds out part of the training set.
-* The probes are short (``probe_steps``; 0 = a whole super-epoch, as in the paper and BalanceBenchmark) and
-  ``L^T`` is measured in eval mode on the first ``method.loss_batches`` training batches, to keep the method
-  affordable. A negative G (held-out loss did not fall) gives weight 0 (BalanceBenchmark takes ``|G|``);
-  ``|O|`` is floored at ``method.min_overfit`` (MultiBench clamps O at 1e-4); all-zero weights fall back
-  to uniform.
-* MultiBench's final fine-tuning of the fused head on frozen features is not done.
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/gblending.md`.
 """
 
 from __future__ import annotations
@@ -99,6 +81,8 @@ class GBlending(Method):
     """G-Blending (OGR-GB): losses of per-modality and fused heads blended with weights ~ G/O^2 (paper)."""
 
     name = "gblending"
+    display = "OGR-GB"
+    paper_row = 2
     dataset_defaults = {
         # 6-epoch quick suite: two super-epochs, one-epoch probes (19 steps), |O| floored at the noise level
         # of a loss measured on a few hundred samples (about 1.8x joint).
@@ -221,7 +205,7 @@ class GBlending(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in losses.items()}}
+        return {"loss": loss.detach(), **{f"loss_{k}": v.detach() for k, v in losses.items()}}
 
     # -- state -----------------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

@@ -16,6 +16,8 @@ class Joint(Method):
     """Joint training: cross-entropy on the fused logits of the model.fusion head (concat, sum, FiLM, gated)."""
 
     name = "joint"
+    display = "Baseline"
+    paper_row = 1
 
     def build_model(self) -> nn.Module:
         """The fusion model, initialised as OGM-GE's ``Normal`` path (``--modulation Normal``): ``main.py``
@@ -28,4 +30,4 @@ class Joint(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}

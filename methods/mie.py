@@ -1,37 +1,7 @@
 """MIE / IGM: alternating unimodal stages, flat gradient modification (GM) between modalities, and SAM.
 
-Jiang, Chi, Yang, "Interactive Multimodal Learning via Flat Gradient Modification" (IJCAI 2025; MIE =
-"Multimodal Classification via Modal-Aware Interactive Enhancement", arXiv 2407.04587, the same method).
-Official code: github njustkmg/IJCAI25-IGM @ 19aa8e5. Spec and facts: ``docs/methods/mie.md``.
-
-The method in one paragraph. Every modality has its own encoder and its own head
-``fc1 = Linear(D, 256) -> ReLU -> fc2 = Linear(256, 64) -> fc3 = Linear(64, C)``; nothing is shared. Training
-runs in stages, one modality per stage (official ``epoch_list``, e.g. CREMA-D audio 25 / visual 50 epochs, x6).
-At the start of every stage after the first, the modality trained in the previous stage k gives, for each head
-layer, the moment ``Y = sum_batches xbar xbar^T`` of the layer's batch-mean input (Eq. 2), its decomposition
-``Y = V Lambda V^T``, ``Sigma = exp(-tau (Lambda - lambda_min) / (lambda_max - lambda_min))`` and
-``T^(k) = V Sigma V^T`` (Eq. 4). During the stage every head weight gradient of the current modality is
-multiplied by the T of the matching layer (Eq. 5/9; in PyTorch's (out, in) layout ``grad <- grad @ T``), and the
-loss is optimised with SAM (Eq. 7-8). Prediction fuses the modalities' own outputs.
-
-``variant``:
-
-* ``official`` (default; what the released code does): mixup on the trained modality's input; loss
-  ``(1 - flat_ratio) * mixup-CE + flat_ratio * CE(head_perturbed(features), unmixed labels)`` where every
-  parameter tensor of the modality is moved by ``rho * g / ||g||`` (per-tensor norm, by rebinding ``.data`` as
-  the code does, see :func:`perturb_per_tensor_`) and never moved back; fusion = mean of the modalities'
-  softmax; every stage restarts from the best checkpoint so far.
-* ``paper``: textbook SAM (one global norm over the modality's parameters, perturb, recompute the whole forward
-  incl. the encoder, take the gradient there, restore the parameters exactly), plain CE, no mixup, no restart,
-  MLA's entropy-weighted fusion with per-sample weights (see :func:`entropy_weighted_fusion`).
-
-Deliberate differences from the official code (all switchable): the restart checkpoint is chosen on the
-validation split (``restart_select="test_official"`` gives the code's best-on-test); the moment matrix is
-decomposed with ``torch.linalg.eigh`` in float64 (same result as the code's ``torch.svd`` for a symmetric PSD
-matrix; scipy's ``evr`` driver and an SVD take over where LAPACK fails to converge); a degenerate spectrum
-(all eigenvalues equal) gives ``T = I`` instead of a division by zero; a tensor whose gradient is exactly zero
-is not perturbed (the code would write NaN); mixup draws from torch's RNG (the code: lambda from numpy's);
-one ``rho`` for encoder and head (the code's ``noise_ratio``/``noise_ratio_cls``, equal in every config).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/mie.md`.
 """
 
 from __future__ import annotations
@@ -48,10 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
+from benchmark.entropy_fusion import entropy_fusion_weights, fuse_logits
 from benchmark.evaluation import evaluate
 from benchmark.method import Method, MethodConfig, build_optimizer, build_scheduler, eval_mode, upcast
 from benchmark.models import ModelOutput, build_encoder
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
+from benchmark.sam import perturb_per_tensor_, sam_ascent
 
 # Relative spread below which a spectrum counts as flat (all eigenvalues equal): then T = I.
 DEGENERATE_RTOL = 1e-12
@@ -182,51 +155,19 @@ def modify_gradient_(weight: nn.Parameter, t: torch.Tensor) -> None:
     weight.grad = (g.reshape(g.shape[0], -1) @ t.to(g.dtype)).reshape(g.shape)
 
 
-@torch.no_grad()
-def perturb_per_tensor_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None], rho: float) -> None:
-    """Official code's SAM perturbation: ``p.data = p.data + rho * g_p / ||g_p||_2`` per tensor, never undone
-    (``train_CREMA.py`` lines 96-116 and 226-246).
-
-    The parameter's data is *rebound* to a new tensor, as in the code, not changed in place. What autograd then
-    sees in a graph recorded before the call (``docs/methods/mie.md``, "What the perturbation reaches"): ops
-    that saved the parameter itself (Conv2d, BatchNorm, LayerNorm weights) read the perturbed value in the
-    backward pass; ``nn.Linear`` saved a view of the old storage (``weight.t()``), so its backward keeps the
-    unperturbed weight. An in-place ``add_`` would perturb both. A tensor whose gradient is None or exactly
-    zero is left alone (the code would write NaN).
-    """
-    for p, g in zip(params, grads):
-        if g is None:
-            continue
-        norm = g.norm(2)
-        if norm > 0:
-            p.data = p.data + g * (rho / norm)
-
-
 def sam_gradients(
     params: Sequence[torch.Tensor], loss_fn: Callable[[], torch.Tensor], rho: float
 ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
     """Textbook SAM (Foret et al. 2021; IGM Eq. 7-8): the gradient at ``theta + rho g/||g||_2`` (global norm).
 
     ``loss_fn`` recomputes the whole forward pass. Returns (loss at theta, gradients at the perturbed point);
-    the parameters are restored exactly (copied back, not subtracted) before returning.
+    the parameters are restored exactly (copied back, not subtracted) before returning (:func:`sam_ascent`).
     """
     loss = loss_fn()
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    present = [g for g in grads if g is not None]
-    norm = torch.norm(torch.stack([g.norm(2) for g in present])) if present else torch.tensor(0.0)
-    saved = [p.detach().clone() for p in params]
-    if rho > 0 and norm > 0:
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                if g is not None:
-                    p.add_(g * (rho / norm))
-    try:
+    with sam_ascent(params, grads, rho):
         perturbed_loss = loss_fn()
         perturbed_grads = list(torch.autograd.grad(perturbed_loss, params, allow_unused=True))
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
     return loss.detach(), perturbed_grads
 
 
@@ -244,11 +185,8 @@ def entropy_weighted_fusion(logits: dict[str, torch.Tensor]) -> torch.Tensor:
     modalities); fused logits ``sum_m w_m(i) logits_m(i)``. MLA's code computes one entropy per test batch
     (softmax over the batch dimension); per-sample weights make predictions independent of batch composition.
     """
-    stacked = torch.stack([upcast(v) for v in logits.values()])  # (M, B, C)
-    logp = torch.log_softmax(stacked, dim=2)
-    entropy = -(logp.exp() * logp).sum(dim=2)  # (M, B)
-    weights = torch.softmax(-entropy, dim=0)
-    return (weights.unsqueeze(2) * stacked).sum(0)
+    per_modality = list(logits.values())
+    return fuse_logits(per_modality, entropy_fusion_weights(per_modality, per_sample=True))
 
 
 MixupDraw = Callable[[int, float], tuple[float, torch.Tensor]]
@@ -406,13 +344,8 @@ _AV_SGD = {
     "method.mixup_alpha": 1.0,
 }
 _TEXT_IMAGE_ADAM = {
-    "train.optimizer": "adam",
-    "train.lr": 1e-5,
-    "train.betas": (0.9, 0.99),
-    "train.weight_decay": 1e-4,
-    "train.batch_size": 12,
     # WarmupMultiStepLR with milestones [160, 180] that a 40-epoch run never reaches: only the warm-up acts.
-    "train.scheduler": "none",
+    **recipe("igm_image_text_adam"),
     "method.warmup_epochs": 2,
     "method.tau": 0.4,
     "method.rho": 1e-15,
@@ -426,6 +359,10 @@ class Mie(Method):
     """MIE/IGM: alternating unimodal stages + flat gradient modification from the previous modality + SAM."""
 
     name = "mie"
+    display = "IGM"
+    paper_row = 15
+    proposed = True
+    ablation = {"SAM": True, "GM": True}
 
     @dataclass
     class Config(MethodConfig):
@@ -547,7 +484,7 @@ class Mie(Method):
         self._prev_grad: torch.Tensor | None = None  # mean head-weight gradient of the previous stage's last epoch
         self._grad_sum: torch.Tensor | None = None
         self._grad_n = 0
-        self._cos: list[tuple[float, float]] = []
+        self._cos: list[torch.Tensor] = []  # per step: (cosine after T, cosine before), on the device
         # mixup's (lam, permutation) source; the golden test replaces it with the released code's draws.
         self.mixup_draw: MixupDraw = beta_permutation_draw
         self._art: dict[str, Any] = {
@@ -709,12 +646,9 @@ class Mie(Method):
             return
         final = self._head_grad(modality)
         if self._prev_grad is not None and self._prev_grad.shape == final.shape:
-            self._cos.append(
-                (
-                    float(F.cosine_similarity(final, self._prev_grad, dim=0)),
-                    float(F.cosine_similarity(raw, self._prev_grad, dim=0)),
-                )
-            )
+            # kept on the device (no host sync per step), read once in on_epoch_end
+            prev = self._prev_grad
+            self._cos.append(torch.stack([F.cosine_similarity(v, prev, dim=0) for v in (final, raw)]))
         self._grad_sum = final.clone() if self._grad_sum is None else self._grad_sum + final
         self._grad_n += 1
 
@@ -731,7 +665,7 @@ class Mie(Method):
             loss = self._paper_gradients(batch[m], y, m, params)
         self._apply_gm(m)
         self.optimizer.step()
-        return {"loss": float(loss.detach())}
+        return {"loss": loss.detach()}
 
     def _official_loss(self, x: torch.Tensor, y: torch.Tensor, m: str, params: list[nn.Parameter]) -> torch.Tensor:
         """``(1-r) mixup-CE + r CE(head_perturbed(f), y)`` (official ``train_withP``/``train_withoutP``)."""
@@ -771,7 +705,7 @@ class Mie(Method):
     def on_epoch_end(self, epoch: int) -> None:
         stage = self.stage
         if self._cos:
-            cos = torch.tensor(self._cos)
+            cos = torch.stack(self._cos).float().cpu()  # float32, as the Python floats' tensor was
             self._art["grad_cosine"].append(
                 {
                     "stage": stage.index,
@@ -856,6 +790,9 @@ class MieNoSam(Mie):
     """IGM w/o SAM (Tables 1-2): gradient modification only; official variant: mixup-CE without the 0.3 term."""
 
     name = "mie_no_sam"
+    display = "IGM w/o SAM"
+    paper_row = 14
+    ablation = {"SAM": False, "GM": True}
 
     @dataclass
     class Config(Mie.Config):
@@ -867,6 +804,9 @@ class MieNoGm(Mie):
     """IGM w/o GM (Table 2, SAM only): alternating stages with SAM, no gradient modification."""
 
     name = "mie_no_gm"
+    display = "IGM w/o GM"
+    paper_row = None
+    ablation = {"SAM": True, "GM": False}
 
     @dataclass
     class Config(Mie.Config):
@@ -878,6 +818,9 @@ class MiePlain(Mie):
     """IGM with neither SAM nor GM (Table 2, first row): alternating unimodal stages with own heads."""
 
     name = "mie_plain"
+    display = "IGM w/o SAM & GM"
+    paper_row = None
+    ablation = {"SAM": False, "GM": False}
 
     @dataclass
     class Config(Mie.Config):
@@ -890,6 +833,9 @@ class MieNoAGm(Mie):
     """IGM w/o a-GM (Table 3): the first modality's (audio's) T is never applied; only video modifies audio."""
 
     name = "mie_no_a_gm"
+    display = "w/o a-GM"
+    paper_row = None
+    ablation = {}
 
     @dataclass
     class Config(Mie.Config):
@@ -901,6 +847,9 @@ class MieNoVGm(Mie):
     """IGM w/o v-GM (Table 3): the second modality's (video's) T is never applied; only audio modifies video."""
 
     name = "mie_no_v_gm"
+    display = "w/o v-GM"
+    paper_row = None
+    ablation = {}
 
     @dataclass
     class Config(Mie.Config):

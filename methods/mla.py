@@ -1,37 +1,7 @@
 """MLA: Multimodal Learning with Alternating Unimodal Adaptation (Zhang et al., CVPR 2024).
 
-Follows the official ``main.py`` (``--gs_flag`` branch) and ``utils/utils.py:GSPlugin`` of
-Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation @ ab6c184.
-
-Training: one forward of every encoder per batch; then, modality after modality (dataset order), the shared
-head ``Linear(D, C)`` classifies that modality's features, its cross-entropy is back-propagated and the
-optimiser steps (the next modality sees the updated head). Test: the per-modality logits of the shared head
-are fused with entropy weights ``w_m = softmax_m(-H_m)`` (``--dynamic``) or fixed weights (0.55/0.45 for two
-modalities, 0.35/0.25/0.4 for three, as in ``main.py``).
-
-Gradient projection (paper; OWM): before each step but the very first, the head-weight gradient is projected,
-``grad <- grad P^T``, where P (D x D, shared, starts at I) is updated with the batch-mean feature r of the
-modality just back-propagated: ``k = P r^T``, ``P <- P - k k^T / (alpha + r k)``, ``P <- P / |P|_F`` with
-``alpha = 0.1 ** (step / steps_per_epoch + 1)``.
-
-``variant="official"`` (default) = the released code:
-
-* the projection never runs (``before_update`` tests ``n == "module.weight"`` on a bare ``nn.Linear`` whose
-  parameter is called ``weight``); the released expression would divide elementwise by the matrix
-  ``alpha + k r`` (``owm_update(..., scalar=False)``);
-* the entropy fusion is computed per test batch: softmax over the batch dimension, entropy summed over the
-  whole B x C matrix, one weight per modality and batch.
-
-``variant="paper"``: the projection runs with OWM's scalar denominator, and each test sample is weighted by
-its own entropies (softmax over classes).
-
-Initialisation: the shared head gets ``weight_init`` (``model.apply(weight_init)``, ``main.py``); the encoders'
-own init is the same Kaiming fan-out / BatchNorm 1-0.
-
-Deliberate differences: ``zero_grad(set_to_none=True)`` between the modality steps (PyTorch >= 2 default), so
-the first modality's encoder does not receive a second momentum-only update during the second modality's step
-(it did under PyTorch 1.8); any number of modalities (the official code has 2 or 3); the entropy uses
-``log_softmax`` (finite where the released ``log(softmax)`` of an underflowing probability is NaN).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/mla.md`.
 """
 
 from __future__ import annotations
@@ -45,34 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
+from benchmark.entropy_fusion import entropy_fusion_weights, fuse_logits
 from benchmark.method import Method, MethodConfig, upcast
 from benchmark.models import ModelOutput, build_encoders, official_weight_init
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
-
-
-def entropy_fusion_weights(logits_list: Sequence[torch.Tensor], per_sample: bool = False) -> torch.Tensor:
-    """MLA's entropy gating weights ``w_m = exp(max_j H_j - H_m) / sum_j exp(max_j H_j - H_j)``.
-
-    ``per_sample=False`` (official ``calculate_gating_weights``): ``p = softmax(logits_m, dim=0)`` over the batch
-    and ``H_m = -sum p log p`` over the whole B x C matrix; returns shape (M,).
-    ``per_sample=True`` (paper): ``p = softmax(logits_m, dim=1)`` per sample; returns shape (M, B).
-    """
-    dim = 1 if per_sample else 0
-    ents = []
-    for lg in logits_list:
-        logp = F.log_softmax(upcast(lg), dim=dim)
-        h = -(logp.exp() * logp)
-        ents.append(h.sum(dim=1) if per_sample else h.sum())
-    h_all = torch.stack(ents)  # (M,) or (M, B)
-    return torch.softmax(-h_all, dim=0)
-
-
-def fuse_logits(logits_list: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """``sum_m w_m * logits_m`` with weights of shape (M,) or (M, B)."""
-    out = torch.zeros_like(logits_list[0], dtype=torch.float32)
-    for lg, w in zip(logits_list, weights):
-        out = out + (w.reshape(-1, 1) if w.dim() else w) * upcast(lg)
-    return out
 
 
 def owm_update(p: torch.Tensor, r: torch.Tensor, alpha: float, scalar: bool = True) -> torch.Tensor:
@@ -135,6 +82,8 @@ class Mla(Method):
     """MLA: alternating unimodal steps through one shared head; entropy-weighted logit fusion at test time."""
 
     name = "mla"
+    display = "MLA"
+    paper_row = 13
 
     @dataclass
     class Config(MethodConfig):
@@ -146,20 +95,7 @@ class Mla(Method):
         fixed_weights: tuple[float, ...] = ()
 
     # Official CREMA-D script: SGD 1e-3 (0.9, 1e-4), StepLR(70, 0.1), batch 64, 100 epochs.
-    dataset_defaults = {
-        ds: {
-            "train.epochs": 100,
-            "train.batch_size": 64,
-            "train.optimizer": "sgd",
-            "train.lr": 1e-3,
-            "train.momentum": 0.9,
-            "train.weight_decay": 1e-4,
-            "train.scheduler": "step",
-            "train.step_size": 70,
-            "train.gamma": 0.1,
-        }
-        for ds in ("crema_d", "kinetics_sounds")
-    }
+    dataset_defaults = {ds: {**recipe("ogm_ge_sgd"), "train.epochs": 100} for ds in ("crema_d", "kinetics_sounds")}
 
     def build_model(self) -> nn.Module:
         return SharedHeadModel(build_encoders(self.ctx.info, self.ctx.config.model), self.ctx.info.num_classes)
@@ -174,7 +110,7 @@ class Mla(Method):
         self.exp_count = 0
         self.steps_per_epoch = 1
         self.grad_cosine: list[dict[str, Any]] = []  # per epoch, see log_head_gradient
-        self._cos: list[float] = []
+        self._cos: list[torch.Tensor] = []  # per step, on the device
         self._last_grad: torch.Tensor | None = None
 
     @property
@@ -207,22 +143,22 @@ class Mla(Method):
             self.log_head_gradient(head.weight.grad)
             self.optimizer.step()
             self.exp_count += 1
-            stats[f"loss_{m}"] = float(loss.detach())
+            stats[f"loss_{m}"] = loss.detach()
             losses.append(stats[f"loss_{m}"])
         self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": sum(losses) / len(losses), **stats}
+        return {"loss": sum(v.double() for v in losses) / len(losses), **stats}  # the floats' mean
 
     def log_head_gradient(self, grad: torch.Tensor) -> None:
         """Analysis only (IGM Figure 1): the cosine between the shared head's weight gradient of this modality's
         step (after any projection: what the optimiser applies) and that of the previous modality's step."""
         g = grad.detach().reshape(-1).clone()
         if self._last_grad is not None:
-            self._cos.append(float(F.cosine_similarity(upcast(g), upcast(self._last_grad), dim=0)))
+            self._cos.append(F.cosine_similarity(upcast(g), upcast(self._last_grad), dim=0))  # read per epoch
         self._last_grad = g
 
     def on_epoch_end(self, epoch: int) -> None:
         if self._cos:
-            cos = torch.tensor(self._cos)
+            cos = torch.stack(self._cos).float().cpu()  # float32, as the Python floats' tensor was
             self.grad_cosine.append(
                 {
                     "epoch": epoch + 1,
@@ -253,9 +189,17 @@ class Mla(Method):
         )
 
     def extra_state(self) -> dict[str, Any]:
-        return {"projector": self.projector.cpu(), "exp_count": self.exp_count, "grad_cosine": self.grad_cosine}
+        last = None if self._last_grad is None else self._last_grad.cpu()  # the next epoch's first cosine needs it
+        return {
+            "projector": self.projector.cpu(),
+            "exp_count": self.exp_count,
+            "grad_cosine": self.grad_cosine,
+            "last_grad": last,
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.projector = state["projector"].to(self.device)
         self.exp_count = int(state["exp_count"])
         self.grad_cosine = list(state.get("grad_cosine", []))
+        last = state.get("last_grad")
+        self._last_grad = None if last is None else last.to(self.device)

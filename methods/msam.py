@@ -1,32 +1,7 @@
 """M-SAM: Modality-Aware Sharpness-Aware Minimization (Nowdeh et al., NeurIPS 2025, arXiv 2510.24919).
 
-**This is a reconstruction.** No official code has been released; we follow the paper's equations:
-
-1. Shapley value of each modality on the mini-batch *accuracy*:
-   ``Phi_m = sum_{S subset M\\{m}} |S|!(M-|S|-1)!/M! * (acc[S + {m}] - acc[S])``; shares ``v_m = Phi_m / sum_i Phi_i``;
-   dominant modality ``d = argmax_m v_m``.
-2. Loss split: ``L = sum_m v_m * l`` with ``L_d = v_d * l`` (dominant part) and ``L_s = (1 - v_d) * l`` (the rest).
-3. SAM on the dominant part only: ``eps = rho * grad L_d / ||grad L_d||``, and the update
-   ``theta <- theta - lr * [grad L_d(theta + eps) + grad L_s(theta) + lambda * theta]``
-   (the base optimiser ``train.optimizer`` applies lr, momentum and weight decay at the restored theta).
-
-Choices that are ours (the paper leaves them open):
-
-* Value function: accuracy of the fused prediction on the training mini-batch, modalities outside S
-  masked by zero *inputs* (AGM / SHAPE convention; ``method.mask=feature`` zeroes their features instead).
-  The 2^M subset forwards run in eval mode without gradient; each encoder runs once on the real batch and
-  once on a single all-zero input (an eval-mode encoder maps every zero input to the same feature), so the
-  subsets cost only head evaluations.
-* Degenerate shares: negative Shapley values are clamped at 0 before normalising; if none is positive
-  (e.g. a batch that every subset classifies equally well) the shares are uniform. Ties go to the first
-  modality in the dataset's order.
-* ``l`` is computed once and ``grad L_d = v_d grad l``, ``grad L_s = (1 - v_d) grad l`` (one backward); the
-  second (perturbed) forward/backward gives ``v_d grad l(theta + eps)``; BatchNorm running statistics are
-  frozen during the perturbed pass (standard SAM practice).
-* ``method.perturb_scope``: ``all`` perturbs every parameter (``eps`` normalised over the whole model);
-  ``dominant_encoder`` perturbs only the dominant modality's encoder (``eps`` normalised over it), the
-  gradient at the perturbed point is still taken for every parameter.
-* ``rho`` defaults to 0.05 (Foret et al.'s SAM default; the paper's value is not available to us).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/msam.md`.
 """
 
 from __future__ import annotations
@@ -43,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import Batch
-from benchmark.method import Method, MethodConfig, eval_mode, upcast
+from benchmark.method import Method, MethodConfig, eval_mode, upcast, with_zero_sample
 from benchmark.models import FusionModel
 from benchmark.registry import register_method
+from benchmark.sam import sam_ascent
 
 Subset = frozenset[str]
 
@@ -114,38 +90,27 @@ def msam_gradients(
     rho: float,
     perturb: Sequence[torch.Tensor] | None = None,
     eps: float = 1e-12,
-) -> tuple[float, float]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Write ``share * grad l(theta + e) + (1 - share) * grad l(theta)`` into ``p.grad`` for ``params``.
 
     ``closure(perturbed)`` computes the loss ``l`` (``perturbed`` tells it that theta is moved);
     ``e = rho * g_d / ||g_d||`` with ``g_d = share * grad l`` restricted to ``perturb`` (default: ``params``).
-    Parameters are restored before returning. Returns the loss at theta and at theta + e.
+    Parameters are restored exactly before returning (:func:`benchmark.sam.sam_ascent`). Returns the loss at
+    theta and at theta + e (0-d tensors).
     """
     params = list(params)
     loss = closure(False)
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
     perturb_ids = {id(p) for p in (params if perturb is None else perturb)}
-    chosen = [(p, share * g) for p, g in zip(params, grads) if id(p) in perturb_ids]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for _, g in chosen])) if chosen else 0
-    scale = rho / (float(norm) + eps)
-    moves = []
-    with torch.no_grad():
-        for p, g in chosen:
-            e = g * scale
-            p.add_(e)
-            moves.append((p, e))
-    try:
+    directions = [share * g if id(p) in perturb_ids else None for p, g in zip(params, grads)]
+    with sam_ascent(params, directions, rho, eps):
         loss_perturbed = closure(True)
         grads_perturbed = torch.autograd.grad(loss_perturbed, params, allow_unused=True)
-    finally:
-        with torch.no_grad():
-            for p, e in moves:
-                p.sub_(e)
     for p, g, gp in zip(params, grads, grads_perturbed):
         gp = torch.zeros_like(p) if gp is None else gp
         p.grad = share * gp + (1.0 - share) * g
-    return float(loss.detach()), float(loss_perturbed.detach())
+    return loss.detach(), loss_perturbed.detach()
 
 
 @contextlib.contextmanager
@@ -168,6 +133,8 @@ class MSam(Method):
     """M-SAM: SAM on the Shapley-dominant modality's share of the loss (reconstruction; no official code)."""
 
     name = "msam"
+    display = "M-SAM"
+    paper_row = 11.5
 
     @dataclass
     class Config(MethodConfig):
@@ -195,10 +162,14 @@ class MSam(Method):
     def batch_shares(self, batch: Batch) -> dict[str, float]:
         model = self.model
         with eval_mode(model), self.autocast():
-            present = {m: model.encoders[m](batch[m]) for m in self.modalities}
             if self.cfg.mask == "input":
-                absent = {m: model.encoders[m](torch.zeros_like(batch[m][:1])) for m in self.modalities}
+                # one eval-mode pass per encoder with the zero input appended: samples do not interact
+                # in eval mode, so the rows are those of two separate passes (to rounding)
+                both = {m: model.encoders[m](with_zero_sample(batch[m])) for m in self.modalities}
+                present = {m: both[m][:-1] for m in self.modalities}
+                absent = {m: both[m][-1:] for m in self.modalities}
             else:
+                present = {m: model.encoders[m](batch[m]) for m in self.modalities}
                 absent = {m: torch.zeros_like(present[m][:1]) for m in self.modalities}
             acc = subset_accuracies(model.fusion, present, absent, batch["label"])
         return shapley_shares(shapley_values(acc, self.modalities))

@@ -1,33 +1,8 @@
 """MSES: modality-specific early stopping (Fujimori et al., ACPR 2019, "Modality-Specific Learning Rate
 Control for Multimodal Classification").
 
-The authors released no code; we follow the re-implementation of the AGM authors (``lihong2303/AGM``,
-``run/CREMAD_main.py``, ``methods == "MSES"``), which is what the comparison tables report:
-
-* late-fusion sum model: each modality's encoder with its own linear head, fused logits = sum of the heads
-  (``model.fusion=sum``), trained with cross-entropy on the fused logits;
-* after every epoch, each modality's cross-entropy ``L_m`` (its own head) on the monitored split, smoothed as
-  ``L~_m(t) = s * L_m(t-1) + (1 - s) * L_m(t)`` with ``s = method.smoothing`` = 0.6 (the *raw* previous loss;
-  epoch 1 unsmoothed); the epoch with the lowest ``L~_m`` (strictly lower) is the modality's best epoch;
-* when ``epoch - best_epoch_m > method.patience`` (80) the modality stops: the model is reloaded from that
-  modality's best epoch and its gradients are multiplied by 0 -- but only while
-  ``modulation_starts <= epoch <= modulation_ends`` (``CREMAD_main.py:211``; AGM's window, 0 and 20 by default,
-  epochs counted from 1: ``methods.mslr.AgmWindowConfig``); outside the window the stopped modality trains on
-  (with the default window and patience an early stop can only come after the window has closed). Once every
-  modality has stopped, training ends (the remaining epochs only re-evaluate the final model).
-
-Where we differ:
-
-* ``method.monitor_split=val`` (default) monitors the validation split. The AGM re-implementation monitors
-  the **test** split; ``monitor_split=test`` reproduces that and is labelled ``mses[test-monitored]``.
-* ``method.variant=official`` (default) reloads the *whole* model and optimiser state of the stopped
-  modality's best epoch (rolling back the other modalities as well) and multiplies the stopped modality's
-  gradients by zero, so SGD momentum and weight decay still move its weights a little, as that code does.
-  ``variant=paper`` does the evident intent of "early-stop each modality separately": only the stopped
-  modality's encoder and head are restored to their best epoch, and they are frozen exactly (whatever the
-  window).
-* The learning rates of the current schedule are kept when an optimiser state is reloaded.
-* ``L_m`` is the mean cross-entropy over the split's samples (AGM averages per-batch means).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/mses.md`.
 """
 
 from __future__ import annotations
@@ -94,6 +69,8 @@ class Mses(Method):
     """MSES: per-modality early stopping on each head's smoothed held-out loss (AGM re-implementation)."""
 
     name = "mses"
+    display = "MSES"
+    paper_row = 5
     train_defaults = {"model.fusion": "sum"}
     dataset_defaults = {
         # 6-epoch quick suite: the AGM patience (80 epochs) would never trigger.
@@ -177,7 +154,7 @@ class Mses(Method):
                     else:
                         p.grad = None
         self.optimizer.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     @torch.no_grad()
     def modality_losses(self) -> dict[str, float]:

@@ -1,31 +1,7 @@
 """MSLR: modality-specific learning rates (Yao & Mihalcea, Findings of ACL 2022), as re-implemented by AGM.
 
-There is no released code of the MSLR authors; the reference is the re-implementation in the AGM repository
-(``lihong2303/AGM_ICCV2023`` ``run/CREMAD_main.py``, see ``baselines.md`` section 8.4):
-
-* model: late fusion by summation (``AVClassifier_Sum``: one linear classifier per modality, fused = sum), i.e.
-  our ``model.fusion=sum`` head;
-* after ``backward`` the gradients of modality m's encoder and classifier are multiplied by ``c_m * r_m`` with
-  base coefficients ``c_audio = 0.9``, ``c_visual = 1.1`` (``CREMAD_main.py:194-209``), only while
-  ``modulation_starts <= epoch <= modulation_ends`` (0 and 20 by default, ``utils/config.py:74-75``; AGM counts
-  epochs from 1, ``CREMAD_main.py:611, 635``): from epoch 21 on the gradients are not scaled;
-* ``r_m = 1`` until a window of ``window`` (5) past epochs exists, then
-  ``r_m = acc_m(epoch e) / mean(acc_m(e-window), ..., acc_m(e-1))`` -- the ratio of the modality's latest
-  accuracy to its mean over the preceding window -- and it applies during the next epoch
-  (``CREMAD_main.py:671-684``);
-* the accuracies come from AGM's ``test()``, which counts the audio accuracy inside the visual branch
-  (``CREMAD_main.py:402-404``: ``if label == v: acc_v += 1; acc_a += 1``): its "audio accuracy" is the visual
-  accuracy, so both ratios are the visual one. That is what produced the published MSLR numbers, and it is our
-  default (``method.accuracy=official``); ``accuracy=corrected`` gives each modality its own accuracy.
-
-Where we differ (documented in docs/methods/mslr.md):
-
-* the per-modality accuracies come from the **validation** split (``method.acc_split=val``); AGM's code uses
-  the test split, which we keep as the labelled variant ``method.acc_split=test`` (row label ``mslr[test-acc]``);
-* ``M`` modalities: the base coefficients default to values evenly spaced from 0.9 (first modality in the
-  dataset's order) to 1.1 (last), which gives AGM's 0.9 / 1.1 for (audio, visual); ``method.coefficients``
-  sets them explicitly (``--set method.coefficients=audio:0.9,visual:1.1``). With ``accuracy=official`` every
-  modality's ratio is the last modality's (the visual one for audio-visual data).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/mslr.md`.
 """
 
 from __future__ import annotations
@@ -90,6 +66,8 @@ class Mslr(Method):
     """MSLR (AGM re-implementation): per-modality gradient multipliers c_m * acc_m / mean(acc_m, last 5 epochs)."""
 
     name = "mslr"
+    display = "MSLR"
+    paper_row = 8
     # AGM runs MSLR on its summation late-fusion model (AVClassifier_Sum).
     dataset_defaults = {
         "*": {"model.fusion": "sum"},
@@ -169,13 +147,13 @@ class Mslr(Method):
             mult = self.multipliers()
             with torch.no_grad():
                 for m, params in self.groups.items():
-                    for p in params:
-                        if p.grad is not None:
-                            p.grad.mul_(mult[m])
+                    grads = [p.grad for p in params if p.grad is not None]
+                    if grads:
+                        torch._foreach_mul_(grads, mult[m])
         else:  # outside AGM's window: plain gradients (CREMAD_main.py:227-232)
             mult = dict.fromkeys(self.modalities, 1.0)
         self.optimizer.step()
-        return {"loss": loss.item(), **{f"mult_{m}": v for m, v in mult.items()}}
+        return {"loss": loss.detach(), **{f"mult_{m}": v for m, v in mult.items()}}
 
     def on_evaluation_end(self, epoch: int, metrics: dict[str, dict[str, float]]) -> None:
         split = metrics[self.cfg.acc_split]

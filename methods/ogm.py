@@ -1,38 +1,7 @@
 """OGM and OGM-GE: on-the-fly gradient modulation (Peng et al., CVPR 2022), after ``GeWu-Lab/OGM-GE_CVPR2022``.
 
-Each step trains the fused logits with cross-entropy only. The per-modality logits read off the fusion head
-give each modality's confidence in the true class, ``s_m = sum_i softmax(out_m)_i[y_i]`` (a batch sum), and the
-discrepancy ratio ``rho_v = s_v / s_a`` (paper Eq. 9). The dominant modality's encoder gradient is scaled by
-``k = 1 - tanh(alpha * relu(rho))`` (Eq. 10); OGM-GE also adds Gaussian noise whose standard deviation is that
-of the unscaled gradient (the "generalisation enhancement", official ``main.py`` at HEAD, lines tagged "bug fixed").
-
-Official behaviour kept (``variant="official"``, the default):
-
-* only conv kernels (gradients with 4 or more dimensions) of each encoder are modulated; BN and the fusion
-  head are not;
-* the GE noise is added to the conv gradients of *every* modality, also the one whose k is 1;
-* the tie ``rho_v == 1`` suppresses audio with ``k_a = 1 - tanh(alpha)``;
-* modulation happens in the inclusive epoch window [modulation_starts, modulation_ends], epochs numbered from 0
-  as in ``main.py``;
-* ``model.apply(weight_init)``: xavier-normal head, zero bias (``benchmark.models.apply_official_init``).
-
-Where we deliberately differ from the released code:
-
-* the official code finds the encoders through ``name.split('.')[1]``, which only works under DataParallel's
-  ``module.`` prefix (without it nothing is modulated). We take the evident intent: the parameters of
-  ``model.encoders[m]`` for each modality ``m``;
-* with FiLM or gated fusion the released code crashes (it slices half the fused weight against full-size
-  features). Per-modality logits come from ``model.fusion.unimodal_logits`` instead, which works for all four
-  heads (concat: the modality's column block plus ``bias / M`` as in the official code; sum: the modality's own
-  layer; FiLM/gated: the head with the other modality's features zeroed);
-* more than two modalities: the rule of the MLA repository's three-modality OGM (``rho_m = s_m / sum of the
-  others``; the first of modalities 2..M with ``rho > 1`` is suppressed, otherwise modality 1), which reduces
-  to the two-modality rule above.
-
-``variant="paper"`` follows the paper's description instead: the modulation (Eq. 10) applies to all
-parameters of the encoder (``theta^u``), and the GE noise only to the modality being suppressed (this is our
-reading of Sec. 3.3 / Algorithm 1; the paper does not single out conv kernels). ``method.scope`` overrides the
-parameter set in either variant.
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/ogm.md`.
 """
 
 from __future__ import annotations
@@ -49,6 +18,7 @@ from torch import nn
 from benchmark.data import Batch
 from benchmark.method import EpochWindowConfig, Method, upcast
 from benchmark.models import apply_official_init
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 
 
@@ -108,14 +78,7 @@ _MIN_DIMS = {"conv": 4, "weights": 2, "all": 0}
 # OGM-GE main.py / README on the audio-visual datasets: SGD(0.9, 1e-4) lr 1e-3, StepLR(70, 0.1), batch 64,
 # 100 epochs, modulation in epochs 0-50.
 _OFFICIAL_AV = {
-    "train.optimizer": "sgd",
-    "train.lr": 1e-3,
-    "train.momentum": 0.9,
-    "train.weight_decay": 1e-4,
-    "train.scheduler": "step",
-    "train.step_size": 70,
-    "train.gamma": 0.1,
-    "train.batch_size": 64,
+    **recipe("ogm_ge_sgd"),
     "train.epochs": 100,
     "method.modulation_starts": 0,
     "method.modulation_ends": 50,
@@ -127,6 +90,8 @@ class Ogm(Method):
     """OGM (CVPR'22): scale the dominant modality's encoder gradients by 1 - tanh(alpha * rho)."""
 
     name = "ogm"
+    display = "OGM"
+    paper_row = 3
     Config = OgmConfig
     # Whether Gaussian noise (generalisation enhancement) is added; OGM-GE sets it.
     add_noise = False
@@ -169,16 +134,17 @@ class Ogm(Method):
         """Rewrite the encoders' gradients in place: ``g <- k g`` (OGM) or ``g <- k g + N(0, std(g)^2)`` (GE)."""
         for m, k in coeffs.items():
             noisy = self.add_noise and (self.cfg.variant == "official" or k < 1.0)
-            for p in self._params[m]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if noisy:
+            grads = [p.grad for p in self._params[m] if p.grad is not None]
+            if not grads:
+                continue
+            noises = []
+            if noisy:  # std of the unscaled gradient (code at HEAD); one draw per tensor, in parameter order
+                for g in grads:
                     std = g.std() if g.numel() > 1 else torch.zeros((), device=g.device, dtype=g.dtype)
-                    noise = torch.randn_like(g) * (std + 1e-8)  # std of the unscaled gradient (code at HEAD)
-                    g.mul_(k).add_(noise)
-                else:
-                    g.mul_(k)
+                    noises.append(torch.randn_like(g) * (std + 1e-8))
+            torch._foreach_mul_(grads, k)  # one fused kernel instead of a launch per tensor
+            if noises:
+                torch._foreach_add_(grads, noises)
 
     def backward(self, batch: Batch) -> dict[str, float]:
         """Forward, cross-entropy backward and (inside the window) the gradient modulation; no optimiser step."""
@@ -190,7 +156,7 @@ class Ogm(Method):
         coeffs = self.coefficients(out.unimodal_logits, labels)
         if self.cfg.in_window(self.epoch):
             self.modulate(coeffs)
-        return {"loss": loss.item(), **{f"k_{m}": k for m, k in coeffs.items()}}
+        return {"loss": loss.detach(), **{f"k_{m}": k for m, k in coeffs.items()}}
 
     def training_step(self, batch: Batch, step: int) -> dict[str, float]:
         stats = self.backward(batch)
@@ -203,4 +169,6 @@ class OgmGe(Ogm):
     """OGM-GE (CVPR'22): OGM plus Gaussian noise with the gradient's own std (generalisation enhancement)."""
 
     name = "ogm_ge"
+    display = "OGM-GE"
+    paper_row = 3.5
     add_noise = True

@@ -1,33 +1,7 @@
 """PMR: prototypical modal rebalance (Fan et al., CVPR 2023), after ``fanyunfeng-bit/Modal-Imbalance-PMR``.
 
-Each modality gets a non-parametric classifier: class prototypes ``c_k^m`` (mean encoder feature of class k)
-and logits ``-||x - c_k^m||`` (plain Euclidean distance, temperature 1; ``main_Prototype_grad.py``). The ratio of
-the batch-summed true-class prototype probabilities, ``rho = s_a / s_v``, decides which modality is behind,
-and only that one gets the prototypical cross-entropy (PCE)::
-
-    loss = CE(out, y) + beta * PCE_a + lambda * PCE_v,
-    rho > 1: (beta, lambda) = (0, alpha);  rho < 1: (alpha, 0);  rho == 1: (0, 0)
-
-Gradients reach the encoders through the features; the prototypes are constants. Prototypes are recomputed
-from about 10 % of the shuffled training batches (model in eval mode, no gradient) before the first epoch and
-after every epoch, with momentum ``c <- (1 - mu) c_new + mu c_old`` from the update after epoch 1 on (the code
-skips the momentum when the epoch passed is <= 0).
-
-Official behaviour kept (``variant="official"``, the default): the step rule above, no entropy regulariser
-(the paper's prototypical entropy regularisation, PER, is not in the released code; PMR issues #4, #7, #9).
-
-``variant="paper"`` adds PER: during the first ``per_epochs`` epochs (the paper's "early training stage") the
-dominant modality's prototype distribution is pushed towards high entropy, ``loss -= per_weight * H(p_dom)``.
-The paper's exact coefficients are not restated here; ``per_weight`` and ``per_epochs`` are our defaults.
-
-The PCE window counts epochs from 0, as ``main()``'s ``for epoch in range(args.epochs)``; the model gets
-``model.apply(weight_init)`` as ``main()`` (xavier-normal head, zero bias).
-
-Where we differ from the released code: a class missing from the sampled batches would give a NaN prototype
-there; we read further batches until every class has been seen. The released ResNet18 defaults to
-``compress=True``, a conv/deconv bottleneck after ``layer2`` sized for 224x224 frames and PMR's own 257x299
-spectrograms (it crashes on OGM-GE's 257x188 ones); the suite's encoders have none (docs/methods/pmr.md). Two
-modalities only (the paper and code define PMR for two).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/pmr.md`.
 """
 
 from __future__ import annotations
@@ -42,6 +16,7 @@ from torch import nn
 from benchmark.data import Batch
 from benchmark.method import EpochWindowConfig, Method, eval_mode, upcast
 from benchmark.models import apply_official_init
+from benchmark.recipes import recipe
 from benchmark.registry import register_method
 
 
@@ -106,6 +81,8 @@ class Pmr(Method):
     """PMR (CVPR'23): prototype cross-entropy on the slower modality, chosen by prototype-classifier scores."""
 
     name = "pmr"
+    display = "PMR"
+    paper_row = 6
     Config = PmrConfig
     dataset_defaults = {
         # bash.sh line 58: `main_Prototype_grad.py --dataset CREMAD --modulation Proto --fusion_method film
@@ -115,14 +92,7 @@ class Pmr(Method):
         # names of the same file. Its fusion (film) and frames (3) are not taken: model.fusion and data.frames are
         # shared by every method of a suite. (No CREMA-D Proto line uses the parser's alpha 1.0 or momentum 0.2.)
         "crema_d": {
-            "train.optimizer": "sgd",
-            "train.lr": 1e-3,
-            "train.momentum": 0.9,
-            "train.weight_decay": 1e-4,
-            "train.scheduler": "step",
-            "train.step_size": 70,
-            "train.gamma": 0.1,
-            "train.batch_size": 64,
+            **recipe("ogm_ge_sgd"),
             "train.epochs": 150,
             "method.alpha": 3.0,
             "method.momentum": 0.0,
@@ -202,7 +172,7 @@ class Pmr(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.item(), **stats}
+        return {"loss": loss.detach(), **stats}
 
     # -- state -----------------------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

@@ -1,39 +1,7 @@
 """ReconBoost: boosting can achieve modality reconcilement (Hua et al., ICML 2024).
 
-Follows the official ``train.py`` and ``models/dynamic_net.py`` (huacong/ReconBoost @ 14ab57a). One learner per
-modality (encoder + its own ``fc``), a shared head ``Linear(D, 256)-ReLU-Linear(256, C)`` and a learnable scalar
-``boost_rate``; the ensemble predicts ``boost_rate * sum_m f_m(x_m)``. Stage t trains modality
-``modalities[t % M]`` (audio, visual, audio, ...):
-
-1. the learner's ``fc`` is replaced by the shared head (for good);
-2. phase 1, ``epochs_per_stage`` epochs, a fresh SGD over the learner's encoder and the shared head, loss
-   (per sample, batch mean) ``L = (-w1 + w2 q_y) log p_y / C`` with ``p = softmax(f_m)`` and
-   ``q = softmax(boost_rate * sum_{j != m} f_j)`` from the other ensemble members (no gradient, train mode), plus
-   for t >= 1 ``alpha * MSE(softmax(f_m), softmax(f_prev))`` where ``prev`` is the previous stage's modality and
-   ``f_prev`` comes from a second train-mode forward of that learner, as released (its BatchNorm statistics are
-   updated twice per step);
-3. the learner joins (replaces its earlier self in) the ensemble;
-4. phase 2 (global rectification), ``correct_epoch`` epochs, a fresh SGD over every member's encoder, the shared
-   head and ``boost_rate`` (not the members' own ``fc``), loss ``CE(boost_rate * sum_m f_m, y)``.
-
-Learning rates: ``train.lr`` for both phases (official m_lr = e_lr = 0.01), x ``stage_lr_gamma`` every
-``stage_lr_step`` stages (CREMA-D: x0.1 every 30); the optimisers are re-created at every phase (momentum reset).
-
-Learners start from the ``unimodal`` runs of the same dataset/model/data settings (official: pretrained unimodal
-checkpoints, and both learners are ensemble members from the start) with ``init_from="unimodal_runs"``; they are
-declared by :meth:`ReconBoost.requires`, so the runner trains them (with the sweep's settings) before this run,
-and this run only reads their saved ``model.pt``. ``init_from="scratch"`` starts from random weights and an
-empty ensemble (the official code without ``--use_pretrain``): the first phase 1 sees the released constant
-``c0`` as a (B, 1) column, whose softmax gives ``q_y = 1`` (not a uniform 1/C).
-
-``variant="official"``: the MSE term detaches both arguments, so it carries no gradient (alpha has no effect).
-``variant="paper"``: our choice of the evident intent: the gradient flows through the current learner's
-softmax (the previous learner's output stays a fixed target).
-
-Deliberate differences: a stage is counted in our trainer's epochs (one stage = epochs_per_stage +
-correct_epoch epochs) and evaluated after every epoch; the unimodal learners are the final unimodal models (the
-official checkpoints were the best-on-test epochs); the test loader does not drop its last batch; any number of
-modalities (learners cycle in dataset order).
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/reconboost.md`.
 """
 
 from __future__ import annotations
@@ -115,6 +83,8 @@ class ReconBoost(Method):
     """ReconBoost: stage-wise alternating boosting of modality learners with global rectification."""
 
     name = "reconboost"
+    display = "ReconBoost"
+    paper_row = 9
     # Step time does not depend on the initialisation; timing needs no unimodal runs.
     bench_overrides = {"method.init_from": "scratch"}
 
@@ -301,7 +271,7 @@ class ReconBoost(Method):
         else:  # empty ensemble (scratch, stage 0): the released constant c0 as a (B, 1) column, so q_y = 1
             ens = f_m.new_zeros(f_m.shape[0], 1)
         loss = boosting_loss(f_m, ens, y, self.cfg.w1, self.cfg.w2)
-        stats = {"boost_loss": float(loss.detach())}
+        stats = {"boost_loss": loss.detach()}
         if stage >= 1:
             prev = self.stage_modality(stage - 1)
             # train.py ~348 runs the previous learner once more, in train mode, for the MSE term (its BatchNorm
@@ -313,11 +283,11 @@ class ReconBoost(Method):
                 p_cur = p_cur.detach()
             ga = F.mse_loss(p_cur, F.softmax(f_prev, dim=1))
             loss = loss + self.cfg.alpha * ga
-            stats["ga_loss"] = float(ga.detach())
+            stats["ga_loss"] = ga.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": float(loss.detach()), **stats}
+        return {"loss": loss.detach(), **stats}
 
     def _phase2_step(self, batch: Batch) -> dict[str, float]:
         model: ReconBoostModel = self.model  # type: ignore[assignment]
@@ -327,7 +297,7 @@ class ReconBoost(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": float(loss.detach()), "boost_rate": float(model.boost_rate.detach())}
+        return {"loss": loss.detach(), "boost_rate": model.boost_rate.detach().clone()}  # (a parameter: copied)
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def on_evaluation_end(self, epoch: int, metrics: dict[str, dict[str, float]]) -> None:

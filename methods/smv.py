@@ -2,34 +2,8 @@
 Cooperation via Sample-level Modality Valuation"; ``GeWu-Lab/Valuate-and-Enhance-Multimodal-Cooperation``
 ``code/sample_level.py``, ``code/modality_level.py``; ``baselines.md`` section 8.1).
 
-Official behaviour:
-
-* model: the concat fusion model; a modality is "removed" by zeroing its **feature** before the fused head
-  (full bias kept);
-* valuation over the training set (model in eval mode, unshuffled, training augmentation): with
-  ``v(S) = 1[argmax head(features of S, others zeroed) = y]`` and the full set counted twice
-  (``v_all = 2 * 1[correct]``), the per-sample Shapley value of each modality, for two modalities
-  ``phi_a = (v_a + v_all - v_v) / 2`` (values in {-0.5, 0, 0.5, 1, 1.5});
-* sample-level re-sampling: the first ``warmup`` epochs train on the original set; the valuation at the end of
-  every epoch from (0-based) ``warmup - 1`` on builds the set of the next epoch (``sample_level.py:321-333``),
-  so the re-sampled sets train epochs ``warmup, warmup + 1, ...`` (0-based). Each sample gets extra copies in
-  which only modality m is kept (the others' features zeroed) -- 1 copy if ``0.4 < phi_m < 1``, 2 if
-  ``-0.1 < phi_m <= 0.4``, 3 if ``phi_m <= -0.1``, none if ``phi_m >= 1`` -- appended after the originals
-  sample by sample, each sample's copies in modality order (``datasets/dataloader.py:154-186``);
-* modality-level variant: mean ``phi`` over a random 20 % of the samples, ``gap_m = 1 - mean phi_m``,
-  ``d = |gap_a - gap_v| * 2/3 * alpha``, and ``int(d * N)`` random samples (with replacement) duplicated with the
-  stronger modality dropped.
-
-Where we differ (docs/methods/smv.md):
-
-* ``M`` modalities: the Shapley value over all subsets (weights ``|S|! (M-|S|-1)! / M!``, ``v(empty) = 0``, the
-  full set counted ``method.full_value`` = 2 times); for two modalities this is exactly the official formula.
-  The modality-level variant keeps only the weakest modality and uses ``d = (max gap - min gap) * 2/3 * alpha``;
-* the valuation runs at the start of each re-sampled epoch (the model is the one the released code valuates
-  at the end of the epoch before; the official script also valuates the warm-up epochs, whose values it does
-  not use); the exact boundaries 0.4 and -0.1 (unreachable with two modalities) fall in the higher-copy bin;
-* the released scripts crash as shipped (an unexpected ``loader`` keyword, undefined ``args`` at save time);
-  we implement the evident intent.
+What it does, the official defaults, every difference from the released code and the paper, and the tests:
+`docs/methods/smv.md`.
 """
 
 from __future__ import annotations
@@ -125,6 +99,8 @@ class Smv(Method):
     """SMV: per-sample Shapley valuation of each modality; re-sample copies that train the low-value modality."""
 
     name = "smv"
+    display = "SMV"
+    paper_row = 10
     dataset_defaults = {
         # Released KS setting: Adam 5e-5 (wd 1e-4), StepLR(30, 0.1), 60 epochs, batch 64.
         "kinetics_sounds": {
@@ -250,7 +226,7 @@ class Smv(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     # -- state -----------------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

@@ -22,6 +22,8 @@ class Unimodal(Joint):
     """
 
     name = "unimodal"
+    display = "Unimodal"
+    paper_row = 0
     # Keep the weights: ReconBoost initialises its learners from the unimodal runs.
     train_defaults = {"train.save_model": True}
 
@@ -37,6 +39,12 @@ class Unimodal(Joint):
     @classmethod
     def label(cls, cfg: Any) -> str:
         return f"unimodal_{cfg.modality}" if cfg.modality else "unimodal"
+
+    @classmethod
+    def row_facts(cls, cfg: Any) -> dict[str, Any]:
+        """Every Unimodal row heads Table 1: ``unimodal_audio`` shows as ``Unimodal (audio)``."""
+        shown = f"Unimodal ({cfg.modality})" if cfg.modality else "Unimodal"
+        return {"display": shown, "paper_row": cls.paper_row, "proposed": False, "ablation": ""}
 
     @property
     def modality(self) -> str:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmark.config import build_config
-from datasets.av_digits import PAIR_OF, PAIRS, PARTNER_OF, AVDigits
+from mmbalance_datasets.av_digits import PAIR_OF, PAIRS, PARTNER_OF, AVDigits
 
 
 def _splits(**data: object) -> tuple[dict[str, dict[str, torch.Tensor]], np.ndarray]:

@@ -18,7 +18,7 @@ import torch
 
 from benchmark.reports import claims as C
 from benchmark.reports import data as D
-from benchmark.reports import tables as T
+from benchmark.reports import paper_tables as T
 from benchmark.reports.render import build_tables, render_report
 
 ROOT = Path(__file__).resolve().parents[1]

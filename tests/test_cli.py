@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +55,7 @@ def test_dry_run_lists_the_plan_with_unimodal_expanded(tmp_path):
     assert proc.stdout.count("todo") == 6
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_csv_and_reports_then_skips(tmp_path):
     args = [
         "--methods",

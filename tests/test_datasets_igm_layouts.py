@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from benchmark.synthetic_release import make_crema_d
-from datasets._cli import main
+from mmbalance_datasets._cli import main
 from tests.fake_releases import (
     IGM_TEXTS,
     KS_NAMES,
@@ -37,6 +37,7 @@ def _prepare(name, raw, out, *options):
     return manifest, splits, bad
 
 
+@pytest.mark.slow
 def test_crema_d_igm_layout(tmp_path, capsys):
     clips = make_crema_d(tmp_path / "raw", per_class=1, layout="igm")
     assert (tmp_path / "raw" / "annotations" / "train.csv").exists() and not (tmp_path / "raw" / "train.csv").exists()
@@ -46,6 +47,7 @@ def test_crema_d_igm_layout(tmp_path, capsys):
     assert "12 samples" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_kinetics_sounds_igm_layout_filter_and_class_order(tmp_path, capsys):
     make_kinetics_sounds(tmp_path / "raw", classes=3, per_class=2, layout="igm", seconds=0.5)
     digest = tree_digest(tmp_path / "raw")
@@ -67,6 +69,7 @@ def test_kinetics_sounds_igm_layout_filter_and_class_order(tmp_path, capsys):
     assert "ytshort_000000_000010" in [s["id"] for s in manifest["samples"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["twitter2015", "sarcasm"])
 def test_image_text_igm_layout(tmp_path, name):
     vocab = make_vocab(tmp_path / "tok")
@@ -92,6 +95,7 @@ def test_image_text_igm_layout(tmp_path, name):
     assert np.load(tmp_path / "cache" / "image.npy").shape[1:] == (224, 224, 3)
 
 
+@pytest.mark.slow
 def test_nvgesture_igm_layout(tmp_path):
     make_nvgesture(tmp_path / "raw", per_class=1, classes=2, layout="igm", flow_size=(40, 30))
     assert (tmp_path / "raw" / "nvgesture_train_correct_v2.lst").exists()

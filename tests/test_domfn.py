@@ -75,6 +75,7 @@ def test_model_outputs_are_sigmoids():
         assert float(s.min()) >= 0.0 and float(s.max()) <= 1.0
 
 
+@pytest.mark.slow
 def test_short_run_learns(store):
     # one full epoch (19 steps): most samples still take the joint step (the switch needs trained heads)
     row = train_briefly("domfn", epochs=1, store=store)

@@ -26,9 +26,9 @@ import torch
 
 from benchmark.config import build_config
 from benchmark.registry import DATASETS
-from datasets._imagetext import CLIP_MEAN, CLIP_STD, clean_text
-from datasets._randaugment import OPS, AlbefRandomAugment, AppliedOp, apply_op
-from datasets._transforms import frames_to_tensor
+from mmbalance_datasets._imagetext import CLIP_MEAN, CLIP_STD, clean_text
+from mmbalance_datasets._randaugment import OPS, AlbefRandomAugment, AppliedOp, apply_op
+from mmbalance_datasets._transforms import frames_to_tensor
 from tests.fake_releases import content_digest, make_vocab
 from tests.golden.format import load_fixture
 from tests.golden.harness import seed_all

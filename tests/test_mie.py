@@ -249,6 +249,7 @@ def _changed(before, model):
     return {k for k, v in before.items() if not torch.equal(v, sd[k])}
 
 
+@pytest.mark.slow
 def test_each_stage_updates_only_its_own_modality():
     method, batch = method_and_batch("mie", 2, **FAST)
     model = method.model
@@ -265,6 +266,7 @@ def test_each_stage_updates_only_its_own_modality():
     assert set(method.T) == {"fc1", "fc2", "fc3"}  # built from audio for the visual stage
 
 
+@pytest.mark.slow
 def test_gradient_reaching_the_optimiser_is_raw_gradient_times_T():
     overrides = {**FAST, "method.use_sam": False, "method.mixup_alpha": 0.0}
     method, batch = method_and_batch("mie", 2, **overrides)
@@ -296,6 +298,7 @@ def test_gradient_reaching_the_optimiser_is_raw_gradient_times_T():
     torch.testing.assert_close(seen["enc"], next(ref.encoders["visual"].parameters()).grad, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_gm_scope_reaches_conv_layers_deep_to_shallow():
     setup = build_run(short_config("mie", 2, **FAST, **{"method.gm_scope": 0.3}))
     method = setup.method
@@ -315,6 +318,7 @@ def test_gm_scope_reaches_conv_layers_deep_to_shallow():
 # -- short runs -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mie", *ABLATIONS])
 def test_mie_and_ablations_learn_above_chance(name):
     row = train_briefly(name, epochs=2, **LEARN)
@@ -322,12 +326,14 @@ def test_mie_and_ablations_learn_above_chance(name):
     assert row["test_acc_audio[last]"] > CHANCE_AV_DIGITS + 0.05
 
 
+@pytest.mark.slow
 def test_paper_variant_learns_above_chance():
     row = train_briefly("mie", epochs=2, **LEARN, **{"method.variant": "paper", "method.rho": 0.05})
     assert row["test_acc[best_val]"] > CHANCE_AV_DIGITS + 0.05
     assert row["label"] == "mie[paper]"
 
 
+@pytest.mark.slow
 def test_resume_round_trip_and_artifacts(tmp_path):
     from benchmark.results import ResultStore
 
@@ -389,6 +395,7 @@ def _failing_solver(m: torch.Tensor):
     raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge (forced by the test)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(mie.EIGH_SOLVERS)))
 def test_every_fallback_solver_gives_the_same_T(monkeypatch, index):
     moment = _degenerate_moment()
@@ -406,6 +413,7 @@ def test_decomposition_failure_without_fallback_is_reported(monkeypatch):
         flat_modification_matrix(_degenerate_moment(), tau=1.3)
 
 
+@pytest.mark.slow
 def test_stage_change_survives_a_failing_first_solver(monkeypatch):
     # the MIE run itself: T is built at the stage change although the first solver raises
     chain = (("torch.linalg.eigh", _failing_solver), *mie.EIGH_SOLVERS[1:])

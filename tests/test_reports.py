@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 
 from benchmark.reports import data as D
-from benchmark.reports import tables as T
+from benchmark.reports.marks import paired_p
 from benchmark.reports.render import build_tables, render_report
-from benchmark.reports.table import fmt_number
+from benchmark.reports.typeset import fmt_number
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures" / "reports"
@@ -87,9 +87,9 @@ def test_paired_test_matches_hand_computation() -> None:
     igm = {0: 0.8105, 1: 0.8205, 2: 0.8305}
     mla = {0: 0.76, 1: 0.78, 2: 0.80}
     t = 0.0405 / (0.01 / math.sqrt(3))
-    assert T.paired_p(igm, mla) == pytest.approx(1 - t / math.sqrt(t * t + 2), rel=1e-3)
-    assert T.paired_p({0: 0.5}, {0: 0.4}) is None  # one shared seed: no test
-    assert T.paired_p({0: 0.5, 1: 0.6}, {2: 0.4, 3: 0.5}) is None  # no shared seed
+    assert paired_p(igm, mla) == pytest.approx(1 - t / math.sqrt(t * t + 2), rel=1e-3)
+    assert paired_p({0: 0.5}, {0: 0.4}) is None  # one shared seed: no test
+    assert paired_p({0: 0.5, 1: 0.6}, {2: 0.4, 3: 0.5}) is None  # no shared seed
 
 
 # -- Table 1 ------------------------------------------------------------------------------------------------
@@ -228,6 +228,7 @@ def test_figures_are_valid_png_and_pdf(reports: Path) -> None:
     assert not (reports / "main" / "figures" / "curves_sarcasm.png").exists()  # its runs have no history.json
 
 
+@pytest.mark.slow
 def test_latex_compiles(reports: Path) -> None:
     engine = shutil.which("pdflatex")
     if engine is None:
@@ -248,6 +249,7 @@ def test_latex_compiles(reports: Path) -> None:
 
 
 # -- the command line -----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_only_renders_without_torch(tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()

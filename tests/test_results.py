@@ -46,6 +46,7 @@ def test_killed_writer_never_leaves_a_truncated_file(tmp_path):
     assert json.loads(target.read_text()) == {"status": "ok"}
 
 
+@pytest.mark.slow
 def test_run_is_written_once_and_skipped_unless_forced(store):
     cfg = short_config("joint", **{"train.max_steps_per_epoch": 2})
     row = run_one(cfg, store)
@@ -61,6 +62,7 @@ def test_run_is_written_once_and_skipped_unless_forced(store):
     assert not store.checkpoint_path(cfg.run_id).exists()  # removed once the run finished
 
 
+@pytest.mark.slow
 def test_nan_loss_is_a_failed_run_and_the_sweep_goes_on(store):
     bad = short_config("joint", **{"train.lr": 1e30, "train.max_steps_per_epoch": 5})
     good = short_config("joint", **{"train.max_steps_per_epoch": 2})
@@ -121,7 +123,7 @@ def test_packed_cache_metadata_goes_through_the_fsynced_atomic_write(tmp_path, m
     """The dataset cache's manifest, bad.json and splits.json use results' atomic write (fsync, then rename)."""
     import numpy as np
 
-    from datasets import _packed
+    from mmbalance_datasets import _packed
 
     synced: list[int] = []
     real_fsync = os.fsync

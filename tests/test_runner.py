@@ -230,6 +230,7 @@ def test_lock_is_exclusive_and_dies_with_its_holder(tmp_path):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_concurrent_execute_trains_once(tmp_path, monkeypatch):
     """Four threads handed the same run: one trains it, the others find it busy or finished.
 
@@ -267,6 +268,7 @@ def test_concurrent_execute_trains_once(tmp_path, monkeypatch):
     assert store.read(cfg.run_id)["value"] == 1
 
 
+@pytest.mark.slow
 def test_failed_runs_keep_their_error_until_retry(tmp_path, monkeypatch):
     import benchmark.trainer
 
@@ -290,6 +292,7 @@ def test_failed_runs_keep_their_error_until_retry(tmp_path, monkeypatch):
     assert list(df["run_id"]) == [cfg.run_id] and list(df["status"]) == ["ok"]
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted(tmp_path):
     """A run stopped after epoch 2 (a pre-emption) and resumed ends with exactly the uninterrupted metrics."""
     from benchmark.runner import run_one
@@ -392,6 +395,7 @@ def test_job_environment_quotes_a_checkout_path_with_spaces(monkeypatch):
     assert out.stdout.splitlines() == [f"cd={odd}", f"pp={odd}"], out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_requeued_force_run_continues_from_its_checkpoint(tmp_path):
     """A --force rerun interrupted after epoch 1 (a time limit) is requeued; the requeued task resumes it."""
     from benchmark.executors import RunTask
@@ -441,6 +445,7 @@ def torch_load(path):
     return torch.load(path, weights_only=False)
 
 
+@pytest.mark.slow
 def test_local_executor_runs_each_run_once(tmp_path):
     """Two local worker processes share three runs; every run is trained by exactly one of them."""
     from benchmark.executors import ClusterOptions, launch

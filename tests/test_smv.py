@@ -130,6 +130,7 @@ def test_first_warmup_epochs_train_on_the_original_set(monkeypatch):
     assert [r["epoch"] for r in method.history] == [3, 4]
 
 
+@pytest.mark.slow
 def test_short_run_with_resampling_learns(store):
     row = train_briefly("smv", epochs=2, store=store, **{"method.warmup": 1, "train.max_steps_per_epoch": 8})
     assert row["test_acc[last]"] > 2 * CHANCE_AV_DIGITS

@@ -77,6 +77,7 @@ def fake_fit(calls: list, failures: dict[str, int] | None = None):
 # -- 2. the suite CSV: every run of every invocation, never averaged across configurations -------------------------
 
 
+@pytest.mark.slow
 def test_suite_csv_keeps_the_runs_of_every_invocation(tmp_path):
     """`--methods joint`, then `--methods unimodal`, then `--seeds 1`: quick.csv lists all four runs."""
     results = tmp_path / "results"
@@ -94,6 +95,7 @@ def test_suite_csv_keeps_the_runs_of_every_invocation(tmp_path):
     assert set(members) == ids
 
 
+@pytest.mark.slow
 def test_csv_marks_the_suites_own_configuration(tmp_path):
     store = ResultStore(tmp_path)
     own, debug = (build_config("joint", "av_digits", 0, o) for o in ({}, {"train.epochs": 2}))
@@ -110,6 +112,7 @@ def _quick_rows() -> pd.DataFrame:
     return pd.read_csv(FIX / "real_quick" / "quick.csv")
 
 
+@pytest.mark.slow
 def test_tables_never_average_rows_of_different_configurations(tmp_path):
     """The issue's case: a `--set train.epochs=2` debug run (.1838) beside the default run (.8747)."""
     df = _quick_rows()
@@ -145,6 +148,7 @@ def test_tables_never_average_rows_of_different_configurations(tmp_path):
     assert dict(tables["table1"].rows)["Baseline"][0].value == pytest.approx(0.42)
 
 
+@pytest.mark.slow
 def test_concurrent_sweeps_keep_each_others_rows_and_train_a_required_run_once(tmp_path):
     """Two real sweeps at once: `--methods unimodal` and `--methods reconboost` (which requires the unimodal runs).
 
@@ -167,6 +171,7 @@ def test_concurrent_sweeps_keep_each_others_rows_and_train_a_required_run_once(t
 # -- 3. a corrupt result file -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_corrupt_result_is_reported_by_path_and_rerun(tmp_path, capsys):
     results = tmp_path / "results"
     store = ResultStore(results)
@@ -191,6 +196,7 @@ def test_corrupt_result_is_reported_by_path_and_rerun(tmp_path, capsys):
 # -- 4. runs that require others ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_reconboost_requires_the_sweeps_unimodal_runs(tmp_path, capsys):
     plan = resolve(SUITES.get("quick").specs(["reconboost"], None, None, {"train.epochs": "2"}))
     assert [c.method for c in plan] == ["unimodal", "unimodal", "reconboost"]
@@ -208,6 +214,7 @@ def test_reconboost_requires_the_sweeps_unimodal_runs(tmp_path, capsys):
     assert scratch.requires == []
 
 
+@pytest.mark.slow
 def test_a_failed_required_run_is_retried_and_forced_like_any_run(tmp_path, monkeypatch, capsys):
     import benchmark.trainer
 
@@ -231,6 +238,7 @@ def test_a_failed_required_run_is_retried_and_forced_like_any_run(tmp_path, monk
     assert {r["launch_id"] for r in rows} == {"forced"}
 
 
+@pytest.mark.slow
 def test_local_workers_finish_required_runs_first_and_survive_a_corrupt_result(tmp_path, capfd):
     from benchmark.executors import ClusterOptions, launch
 
@@ -305,6 +313,7 @@ def test_results_that_are_not_a_writable_directory(tmp_path, capsys):
         ro.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path, capsys):
     store = ResultStore(tmp_path)
     cfg = resolve(tiny_specs(["joint"], epochs=2))[0]
@@ -356,6 +365,7 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_an_inline_sweep_with_a_message(tmp_path):
     results = tmp_path / "results"
     store = ResultStore(results)
@@ -372,6 +382,7 @@ def test_ctrl_c_stops_an_inline_sweep_with_a_message(tmp_path):
     assert store.read(cfg.run_id) is None and store.checkpoint_path(cfg.run_id).is_file()
 
 
+@pytest.mark.slow
 def test_sigint_to_the_local_launcher_stops_its_workers(tmp_path):
     results = tmp_path / "results"
     store = ResultStore(results)

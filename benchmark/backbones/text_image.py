@@ -4,7 +4,8 @@ IGM / AMSS fine-tune ``bert-base-uncased`` (IGM: the [CLS] vector of ``last_hidd
 ImageNet ResNet50 (IGM: ``resnet50-0676ba61.pth``, i.e. torchvision IMAGENET1K_V1). Weights come only from the
 local caches -- the Hugging Face hub cache (``local_files_only=True``) and torch hub's ``checkpoints/`` -- so an
 offline machine without them fails at once with a message that says how to fetch them, never silently trains a
-random network. ``bert_tiny`` (random init from ``mmb-tiny-bert.json``) and ``resnet50_scratch`` are for tests.
+random network. ``bert_tiny`` (random init from ``mmb-tiny-bert.json``), ``bert_scratch`` (BERT-base, random init)
+and ``resnet50_scratch`` are for tests and the step benchmark.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def load_bert(name: str = "bert-base-uncased") -> nn.Module:
 def bert(model_cfg: ModelConfig, **_: object) -> nn.Module:
     """BERT-base-uncased from the local HF cache, fine-tuned; [CLS] of last_hidden_state (768-d, IGM)."""
     return BertCLS(load_bert("bert-base-uncased"))
+
+
+@register_backbone("bert_scratch")
+def bert_scratch(model_cfg: ModelConfig, **_: object) -> nn.Module:
+    """BERT-base-uncased's architecture (12 layers, 768-d, 30,522 ids) with random weights; for timing and tests."""
+    from transformers import BertConfig, BertModel
+
+    return BertCLS(BertModel(BertConfig(), add_pooling_layer=False))
 
 
 @register_backbone("bert_tiny")

@@ -4,6 +4,6 @@ Entry points: :func:`render_report` (one suite's CSV -> LaTeX, Markdown, PNG/PDF
 (``run_all.py --report-only``). Nothing in this package imports torch.
 """
 
-from benchmark.reports.render import build_tables, render_report, render_summary, report_only
+from benchmark.reports.render import build_tables, render_report, report_only
 
-__all__ = ["build_tables", "render_report", "render_summary", "report_only"]
+__all__ = ["build_tables", "render_report", "report_only"]

@@ -2,7 +2,7 @@
 
 One row per claim and dataset: the claim (side A above, or below, side B), the paper's values, ours (mean ±
 std over seeds of each side), the paired difference A − B, a two-sided paired t-test over the seeds both sides
-have (:func:`benchmark.reports.tables.paired_p`) and a verdict:
+have (:func:`benchmark.reports.marks.paired_p`) and a verdict:
 
 * ``holds``: the difference has the claimed sign and p < ``ALPHA``;
 * ``reversed``: the opposite sign and p < ``ALPHA``;
@@ -36,8 +36,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark.reports import data as D
-from benchmark.reports import tables as T
-from benchmark.reports.table import Cell, Table, fmt_number
+from benchmark.reports.configs import is_sweep
+from benchmark.reports.figure_tables import PAPER_LAYER, singular_frame
+from benchmark.reports.layout import Seeds, mean_std, seeds_of
+from benchmark.reports.marks import paired_p
+from benchmark.reports.paper_tables import modalities, stage_frame, weak_modality
+from benchmark.reports.typeset import Cell, Table, fmt_number
 
 ALPHA = 0.05
 VERDICTS = ("holds", "not significant", "reversed", "one seed", "no data")
@@ -53,8 +57,8 @@ class Claim:
     source: str
     a_name: str
     b_name: str
-    a: T.Seeds = field(default_factory=dict)
-    b: T.Seeds = field(default_factory=dict)
+    a: Seeds = field(default_factory=dict)
+    b: Seeds = field(default_factory=dict)
     higher: bool = True
     kind: str = "dec"
     paper: str = "–"
@@ -68,7 +72,7 @@ class Claim:
         return judge(self.a, self.b, self.higher)
 
 
-def judge(a: T.Seeds, b: T.Seeds, higher: bool, alpha: float = ALPHA) -> tuple[str, float | None]:
+def judge(a: Seeds, b: Seeds, higher: bool, alpha: float = ALPHA) -> tuple[str, float | None]:
     """The verdict on "a above b" (``higher``) or "a below b" from the seeds both have, and the paired p."""
     seeds = sorted(s for s in a if s in b and D.finite(a[s]) and D.finite(b[s]))
     if not seeds:
@@ -77,7 +81,7 @@ def judge(a: T.Seeds, b: T.Seeds, higher: bool, alpha: float = ALPHA) -> tuple[s
     signed = diff if higher else -diff
     if len(seeds) < 2:
         return "one seed", None
-    p = T.paired_p(a, b)
+    p = paired_p(a, b)
     if p is None or p >= alpha or signed == 0:
         return "not significant", p
     return ("holds" if signed > 0 else "reversed"), p
@@ -111,8 +115,8 @@ def _value(frame: pd.DataFrame, **match: str) -> float | None:
 
 
 # -- claim builders -----------------------------------------------------------------------------------------------
-def _by_label(sub: pd.DataFrame, column: str) -> dict[str, T.Seeds]:
-    return T.seeds_of(sub, lambda r: str(r["label"]), column)
+def _by_label(sub: pd.DataFrame, column: str) -> dict[str, Seeds]:
+    return seeds_of(sub, lambda r: str(r["label"]), column)
 
 
 def table1_claims(sub: pd.DataFrame, dataset: str, rule: str, metric_of: str) -> list[Claim]:
@@ -124,7 +128,7 @@ def table1_claims(sub: pd.DataFrame, dataset: str, rule: str, metric_of: str) ->
         baselines = {k: v for k, v in seeds.items() if not D.is_unimodal(k) and not D.is_proposed(k) and v}
         claim = Claim(f"table1_{metric}", f"IGM above every baseline ({name})", "Table 1", "IGM", "best baseline")
         if baselines:
-            best = max(baselines, key=lambda k: T.mean_std(baselines[k])[0] or -np.inf)
+            best = max(baselines, key=lambda k: mean_std(baselines[k])[0] or -np.inf)
             claim.b_name, claim.b = D.display(best), baselines[best]
         claim.a = seeds.get(PROPOSED, {})
         claim.missing = "" if claim.a and claim.b else "needs mie and at least one baseline (suite main or mini)"
@@ -183,7 +187,7 @@ def table3_claims(stages: pd.DataFrame, dataset: str) -> list[Claim]:
     ref, prefix = _paper_dataset(D.paper("table3"), dataset)
     col = _out2_column(stages) if not stages.empty else None
     part = stages[stages["column"] == col] if col else stages.iloc[0:0]
-    seeds = T.seeds_of(part, lambda r: str(r["label"]), "test_acc") if len(part) else {}
+    seeds = seeds_of(part, lambda r: str(r["label"]), "test_acc") if len(part) else {}
     paper_out2 = ref[ref["outer"] == 2]["column"]
     pref = str(paper_out2.iloc[-1]) if len(paper_out2) else None  # the paper's last column ("Out2 Video")
     out = []
@@ -209,10 +213,10 @@ def fig5a_claims(sv: pd.DataFrame, dataset: str) -> list[Claim]:
     out = []
     for layer in ("fc1", "fc2", "fc3"):
         part = sv[sv["layer"] == layer] if not sv.empty else sv
-        seeds = T.seeds_of(part, lambda r: str(r["label"]), "value") if len(part) else {}
+        seeds = seeds_of(part, lambda r: str(r["label"]), "value") if len(part) else {}
         c = Claim(
             f"fig5a_{layer}",
-            f"SAM lowers the singular values of {layer} ({T.PAPER_LAYER[layer]})",
+            f"SAM lowers the singular values of {layer} ({PAPER_LAYER[layer]})",
             "Figure 5a",
             "IGM",
             "IGM w/o SAM",
@@ -243,7 +247,7 @@ def grad_cosine(df: pd.DataFrame, hist: D.Histories) -> pd.DataFrame:
 
 
 def fig1_claim(cos: pd.DataFrame) -> Claim:
-    seeds = T.seeds_of(cos, lambda r: str(r["label"]), "value") if len(cos) else {}
+    seeds = seeds_of(cos, lambda r: str(r["label"]), "value") if len(cos) else {}
     c = Claim(
         "fig1_cosine",
         "Gradient cosine old vs new modality higher for IGM w/o SAM than for MLA (plasticity)",
@@ -260,7 +264,7 @@ def fig1_claim(cos: pd.DataFrame) -> Claim:
 
 
 def imbalance_claim(sub: pd.DataFrame, rule: str) -> Claim:
-    weak = T.weak_modality(sub, rule)
+    weak = weak_modality(sub, rule)
     name = D.modality_name(weak) if weak else "weak modality"
     c = Claim(
         "imbalance",
@@ -281,11 +285,11 @@ def imbalance_claim(sub: pd.DataFrame, rule: str) -> Claim:
 def claims_for(df: pd.DataFrame, hist: D.Histories, dataset: str, rule: str) -> list[Claim]:
     """Every claim on one dataset of a result frame (finished runs)."""
     sub = df[df["dataset"] == dataset]
-    if T.is_sweep(sub):  # several configurations per method and seed: keep the default point only
+    if is_sweep(sub):  # several configurations per method and seed: keep the default point only
         sub = sub.drop_duplicates(["label", "seed"], keep="first")
-    mods = T.modalities(sub, rule)
-    stages = T.stage_frame(sub, hist)
-    sv = T.singular_frame(sub, hist)
+    mods = modalities(sub, rule)
+    stages = stage_frame(sub, hist)
+    sv = singular_frame(sub, hist)
     out = table1_claims(sub, dataset, rule, D.paper_metric(df, dataset))
     out += table2_claims(sub, dataset, rule, mods)
     out += table3_claims(stages, dataset)
@@ -296,8 +300,8 @@ def claims_for(df: pd.DataFrame, hist: D.Histories, dataset: str, rule: str) -> 
 
 
 # -- rendering ----------------------------------------------------------------------------------------------------
-def _side(name: str, seeds: T.Seeds, kind: str) -> str:
-    m, s = T.mean_std(seeds)
+def _side(name: str, seeds: Seeds, kind: str) -> str:
+    m, s = mean_std(seeds)
     if m is None:
         return f"{name} –"
     std_kind = {"diff": "dec"}.get(kind, kind)
@@ -311,7 +315,7 @@ def claims_table(claims: list[Claim], dataset: str, rule: str) -> Table:
         verdict, p = c.judge()
         seeds = c.paired()
         diffs = {s: c.a[s] - c.b[s] for s in seeds}
-        dm, ds = T.mean_std(diffs)
+        dm, ds = mean_std(diffs)
         if verdict == "no data":
             ours, delta = c.missing, "–"
         else:

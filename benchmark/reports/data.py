@@ -1,4 +1,5 @@
-"""Inputs of the reports: result CSVs, run histories, the paper's numbers (results/paper/*.csv), display names.
+"""Inputs of the reports: result CSVs, run histories, the paper's numbers (results/paper/*.csv), and what each
+row label shows as (display name, Table-1 position, proposed or not), read from the result rows.
 
 Nothing here imports torch: reports are rendered from files only.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,54 +24,6 @@ RULE_NAMES = {
     "best_test": "the epoch with the best test score (the official code's protocol; optimistic)",
 }
 
-# Registry label -> the name the paper's tables use.
-DISPLAY = {
-    "joint": "Baseline",
-    "gblending": "OGR-GB",
-    "ogm": "OGM",
-    "ogm_ge": "OGM-GE",
-    "agm": "AGM",
-    "pmr": "PMR",
-    "mla": "MLA",
-    "mla*": "MLA*",
-    "reconboost": "ReconBoost",
-    "mmpareto": "MMPareto",
-    "mses": "MSES",
-    "mslr": "MSLR",
-    "domfn": "DOMFN",
-    "smv": "SMV",
-    "msam": "M-SAM",
-    "mie": "IGM",
-    "mie_no_sam": "IGM w/o SAM",
-    "mie_no_gm": "IGM w/o GM",
-    "mie_plain": "IGM w/o SAM & GM",
-    "mie_no_a_gm": "w/o a-GM",
-    "mie_no_v_gm": "w/o v-GM",
-}
-# Row order of the paper's Table 1 (labels not listed follow, alphabetically, before the MIE family).
-PAPER_ORDER = [
-    "joint",
-    "gblending",
-    "ogm",
-    "ogm_ge",
-    "domfn",
-    "mses",
-    "pmr",
-    "agm",
-    "mslr",
-    "reconboost",
-    "smv",
-    "mmpareto",
-    "msam",
-    "mla*",
-    "mla",
-    "mie_plain",
-    "mie_no_gm",
-    "mie_no_a_gm",
-    "mie_no_v_gm",
-    "mie_no_sam",
-    "mie",
-]
 DATASET_ORDER = ["crema_d", "kinetics_sounds", "twitter2015", "sarcasm", "nvgesture"]
 DATASET_DISPLAY = {
     "crema_d": "CREMA-D",
@@ -81,13 +35,6 @@ DATASET_DISPLAY = {
 }
 METRIC_DISPLAY = {"acc": "Acc", "map": "MAP", "macro_f1": "Mac-F1"}
 MODALITY_DISPLAY = {"visual": "Video", "rgb": "RGB", "flow": "OF", "depth": "Depth"}
-
-
-def display(label: str) -> str:
-    """The paper's name for a row label: ``unimodal_audio`` -> ``Unimodal (audio)``, ``mie`` -> ``IGM``."""
-    if label.startswith("unimodal_"):
-        return f"Unimodal ({label[len('unimodal_') :]})"
-    return DISPLAY.get(label, label)
 
 
 def dataset_name(name: str) -> str:
@@ -102,21 +49,138 @@ def is_unimodal(label: str) -> bool:
     return label == "unimodal" or label.startswith("unimodal_")
 
 
+# -- what each row label shows as: written by the methods, read from the result rows ------------------------------
+FACT_COLUMNS = ("display", "paper_row", "proposed", "ablation")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the reports show for a row label (the method class's ``display``/``paper_row``/``proposed``/
+    ``ablation``, written into every result row by the trainer)."""
+
+    display: str
+    paper_row: float | None = None
+    proposed: bool = False
+    ablation: tuple[tuple[str, bool], ...] = ()
+
+
+_FACTS: dict[str, Facts] = {}
+
+
+def _parse_ablation(text: Any) -> tuple[tuple[str, bool], ...]:
+    if not isinstance(text, str) or not text.strip():
+        return ()
+    out = []
+    for part in text.split(","):
+        name, _, on = part.partition(":")
+        out.append((name.strip(), on.strip() not in ("0", "", "False", "false")))
+    return tuple(out)
+
+
+def learn_facts(df: pd.DataFrame) -> None:
+    """Remember the facts of every label in ``df`` (from its fact columns; labels whose rows predate those
+    columns are looked up in the method registry, which imports torch)."""
+    if "label" not in df or df.empty:
+        return
+    missing: dict[str, pd.Series] = {}
+    for label, g in df.groupby("label", sort=False):
+        label = str(label)
+        if "display" in g and g["display"].notna().any():
+            r = g[g["display"].notna()].iloc[0]
+            row = r.get("paper_row")
+            _FACTS[label] = Facts(
+                display=str(r["display"]),
+                paper_row=float(row) if finite(row) else None,
+                proposed=_flag(r.get("proposed", False)),
+                ablation=_parse_ablation(r.get("ablation")),
+            )
+        elif label not in _FACTS:
+            missing[label] = g.iloc[0]
+    if missing:
+        _FACTS.update(registry_facts(missing))
+
+
+def registry_facts(rows: dict[str, pd.Series]) -> dict[str, Facts]:
+    """Facts of labels from result rows written before the rows carried them: asked of the method classes."""
+    try:
+        from benchmark.registry import METHODS
+    except ImportError as e:  # pragma: no cover - torch missing
+        raise RuntimeError(
+            f"the result rows of {', '.join(sorted(rows))} predate the columns {', '.join(FACT_COLUMNS)}; reading "
+            f"them from the method registry needs torch ({e}). Install the suite's dependencies, or re-run those "
+            "runs with the current code."
+        ) from e
+    out = {}
+    for label, r in rows.items():
+        method = str(r.get("method", label))
+        if method not in METHODS:
+            out[label] = Facts(display=label)
+            continue
+        cls = METHODS.get(method)
+        cfg = cls.Config()
+        for key in vars(cfg):
+            value = r.get(f"method.{key}")
+            if isinstance(getattr(cfg, key), str) and isinstance(value, str):
+                setattr(cfg, key, value)
+        f = cls.row_facts(cfg)
+        out[label] = Facts(f["display"], f["paper_row"], bool(f["proposed"]), _parse_ablation(f["ablation"]))
+    return out
+
+
+def _paper_facts() -> dict[str, Facts]:
+    """Rows the paper's Table 1 has that no result row named: its name for them, and a position between the
+    known rows around them in the paper's order (``results/paper/table1.csv`` lists its rows in order)."""
+    ref = paper("table1")
+    seq = [str(x) for x in dict.fromkeys(ref["label"]) if not is_unimodal(str(x))]
+    names = dict(zip(ref["label"].astype(str), ref["paper_name"].astype(str)))
+    known = [_FACTS[x].paper_row if x in _FACTS else None for x in seq]
+    out, i = {}, 0
+    while i < len(seq):
+        if known[i] is not None or seq[i] in _FACTS:
+            i += 1
+            continue
+        j = i
+        while j < len(seq) and known[j] is None and seq[j] not in _FACTS:
+            j += 1
+        before = next((known[k] for k in range(i - 1, -1, -1) if known[k] is not None), 0.0)
+        after = next((known[k] for k in range(j, len(seq)) if known[k] is not None), before + j - i + 1)
+        for n, k in enumerate(range(i, j), start=1):
+            out[seq[k]] = Facts(display=names[seq[k]], paper_row=before + (after - before) * n / (j - i + 1))
+        i = j
+    return out
+
+
+def facts(label: str) -> Facts:
+    """The facts of a row label: learnt from result rows, else a row of the paper's Table 1, else the label."""
+    if label in _FACTS:
+        return _FACTS[label]
+    paper_rows = _paper_facts()
+    return paper_rows.get(label, Facts(display=label))
+
+
+def display(label: str) -> str:
+    """The paper's name for a row label, as its method declares it (``mie`` -> ``IGM``)."""
+    return facts(label).display
+
+
 def is_proposed(label: str) -> bool:
-    """The MIE/IGM family (the rows tested for significance against the best baseline)."""
-    return label == "mie" or label.startswith("mie_")
+    """The proposed method's rows (tested for significance against the best baseline)."""
+    return facts(label).proposed
 
 
 def order_labels(labels: list[str]) -> list[str]:
-    """Unimodal rows first, then the paper's order; unknown labels before the MIE family."""
+    """Unimodal rows first, then the Table-1 order (``paper_row``); rows without one follow their group
+    alphabetically; the proposed method's rows come last."""
     labels = list(dict.fromkeys(labels))
-    uni = sorted(x for x in labels if is_unimodal(x))
-    known = [x for x in PAPER_ORDER if x in labels and not is_proposed(x)]
-    mie_family = [x for x in PAPER_ORDER if x in labels and is_proposed(x)]
-    rest = sorted(x for x in labels if x not in uni and x not in known and x not in mie_family)
-    rest_mie = [x for x in rest if is_proposed(x)]
-    rest = [x for x in rest if not is_proposed(x)]
-    return uni + known + rest + rest_mie + mie_family
+
+    def key(x: str) -> tuple[int, float, str]:
+        f = facts(x)
+        if is_unimodal(x):
+            return (0, 0.0, x)
+        group = (4 if f.paper_row is not None else 3) if f.proposed else (1 if f.paper_row is not None else 2)
+        return (group, f.paper_row if f.paper_row is not None else 0.0, x)
+
+    return sorted(labels, key=key)
 
 
 def order_datasets(names: list[str]) -> list[str]:
@@ -165,6 +229,7 @@ def load_results(csv_path: str | Path) -> pd.DataFrame:
         df = df[df["status"] == "ok"]
     if "label" not in df and "method" in df:
         df = df.assign(label=df["method"])
+    learn_facts(df)
     if "dataset" not in df or "seed" not in df:
         return df.iloc[0:0]
     df = df.reset_index(drop=True)

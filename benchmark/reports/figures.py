@@ -14,7 +14,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmark.reports import data as D  # noqa: E402
-from benchmark.reports import tables as T  # noqa: E402
+from benchmark.reports import figure_tables as FT  # noqa: E402
+from benchmark.reports import layout as L  # noqa: E402
+from benchmark.reports import paper_tables as PT  # noqa: E402
+from benchmark.reports import configs as C  # noqa: E402
 
 plt.rcParams.update({"figure.dpi": 110, "font.size": 8, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -31,8 +34,8 @@ def save(fig: plt.Figure, out_dir: Path, name: str, tight: bool = True) -> list[
     return paths
 
 
-def _mean_std(values: T.Seeds) -> tuple[float, float]:
-    m, s = T.mean_std(values)
+def _mean_std(values: L.Seeds) -> tuple[float, float]:
+    m, s = L.mean_std(values)
     return (np.nan if m is None else m), (0.0 if s is None else s)
 
 
@@ -41,7 +44,7 @@ def sensitivity(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
     ref = D.paper("fig3_sensitivity")
     written = []
     for ds in D.order_datasets(df["dataset"].tolist()):
-        grids = {p: T.sensitivity_rows(df[df["dataset"] == ds], p) for p in ("tau", "rho")}
+        grids = {p: FT.sensitivity_rows(df[df["dataset"] == ds], p) for p in ("tau", "rho")}
         grids = {p: g for p, g in grids.items() if not g.empty}
         if not grids:
             continue
@@ -52,7 +55,7 @@ def sensitivity(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
             x = np.arange(len(values))
             for metric, color in (("acc", "C0"), (D.paper_metric(df, ds), "C1")):
                 name = D.METRIC_DISPLAY.get(metric, metric)
-                by = T.seeds_of(sub, lambda r, p=param: f"{float(r[f'method.{p}']):g}", f"test_{metric}[{rule}]")
+                by = L.seeds_of(sub, lambda r, p=param: f"{float(r[f'method.{p}']):g}", f"test_{metric}[{rule}]")
                 ms = [_mean_std(by.get(f"{v:g}", {})) for v in values]
                 ax.errorbar(
                     x, [m for m, _ in ms], yerr=[s for _, s in ms], marker="o", color=color, label=f"{name} (ours)"
@@ -72,14 +75,14 @@ def sensitivity(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
 
 def singular_values(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
     """Figure 5a: grouped bars of the average singular value per head layer, ours (and the paper's, hatched)."""
-    sv = T.singular_frame(df, hist)
+    sv = FT.singular_frame(df, hist)
     if sv.empty:
         return []
     ref = D.paper("fig5a_singular_values")
     written = []
     for ds in D.order_datasets(sv["dataset"].tolist()):
         sub = sv[sv["dataset"] == ds].groupby(["label", "seed", "layer"], as_index=False)["value"].mean()
-        layers = sorted(set(sub["layer"]), key=lambda x: (x not in T.PAPER_LAYER, x))
+        layers = sorted(set(sub["layer"]), key=lambda x: (x not in FT.PAPER_LAYER, x))
         labels = D.order_labels(list(sub["label"]))
         p = ref[ref["dataset"] == ds]
         series = [(lab, "ours") for lab in labels] + [(lab, "paper") for lab in labels if lab in set(p["label"])]
@@ -87,7 +90,7 @@ def singular_values(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[
         width = 0.8 / len(series)
         for i, (lab, src) in enumerate(series):
             if src == "ours":
-                ms = [_mean_std(T.seeds_of(sub[sub["layer"] == la], T._label, "value").get(lab, {})) for la in layers]
+                ms = [_mean_std(L.seeds_of(sub[sub["layer"] == la], L.by_label, "value").get(lab, {})) for la in layers]
                 ys, es = [m for m, _ in ms], [s for _, s in ms]
             else:
                 pl = p[p["label"] == lab]
@@ -136,9 +139,9 @@ def bars(table_obj, out_dir: Path, name: str, ylabel: str) -> list[Path]:
 
 def time_vs_accuracy(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
     """Figure 5c: wall-clock minutes against accuracy, ours (left) and the paper's (right, crema_d)."""
-    if T.is_sweep(df):
+    if C.is_sweep(df):
         return []
-    df = T.one_config(df)[0]
+    df = C.one_config(df)[0]
     ref = D.paper("fig5c_time")
     written = []
     for ds in D.order_datasets(df["dataset"].tolist()):
@@ -225,7 +228,7 @@ def curves(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
 
 def stages(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
     """MIE family: test accuracy (fused and per modality) after each stage, mean over seeds."""
-    st = T.stage_frame(df, hist)
+    st = PT.stage_frame(df, hist)
     if st.empty:
         return []
     written = []

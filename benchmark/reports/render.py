@@ -10,8 +10,10 @@ from typing import Any
 
 from benchmark.reports import claims as C
 from benchmark.reports import data as D
-from benchmark.reports import tables as T
-from benchmark.reports.table import Table, latex_document, latex_escape, to_latex, to_markdown, to_rich
+from benchmark.reports import figure_tables as FT
+from benchmark.reports import paper_tables as PT
+from benchmark.reports.configs import one_config
+from benchmark.reports.typeset import Table, latex_document, latex_escape, to_latex, to_markdown, to_rich
 from benchmark.results import CorruptCSVError, atomic_write_text, check_csv
 
 
@@ -27,17 +29,17 @@ def build_tables(csv_path: Path, rule: str = "best_val", note: str = "") -> list
     if df.empty:
         return []
     hist = D.Histories(Path(csv_path).parent)
-    ranked = T.summary(df, rule) + T.table1(df, rule)
+    ranked = PT.summary(df, rule) + PT.table1(df, rule)
     paper_datasets = set(D.paper("table1")["dataset"])
     for ds in D.order_datasets(df["dataset"].tolist()):
         if ds in paper_datasets:
-            ranked += T.table1(df, rule, with_paper=True, dataset=ds)
+            ranked += PT.table1(df, rule, with_paper=True, dataset=ds)
     if note:
         for t in ranked:
             t.caption = f"{note} {t.caption}"
     out = list(ranked)
-    out += T.table2(df, rule) + T.table3(df, hist) + T.table4(df, rule) + T.fig3(df, rule)
-    out += T.fig5a(df, hist) + T.fig5b(df, rule) + T.fig5c(df, rule)
+    out += PT.table2(df, rule) + PT.table3(df, hist) + PT.table4(df, rule) + FT.fig3(df, rule)
+    out += FT.fig5a(df, hist) + FT.fig5b(df, rule) + FT.fig5c(df, rule)
     return out
 
 
@@ -62,7 +64,7 @@ def build_figures(csv_path: Path, fig_dir: Path, tables: list[Table], rule: str 
     if df.empty:
         return []
     hist = D.Histories(Path(csv_path).parent)
-    one = T.one_config(df)[0]  # one configuration per method: figures average over seeds only
+    one = one_config(df)[0]  # one configuration per method: figures average over seeds only
     out = F.sensitivity(df, rule, fig_dir) + F.singular_values(one, hist, fig_dir)
     for t in tables:
         if t.key.startswith("fig5b_"):
@@ -142,11 +144,6 @@ def render_report(
             counts = ", ".join(f"{verdicts.count(v)} {v}" for v in C.VERDICTS if v in verdicts)
             console.print(f"{t.title}: {counts} ({root / 'claims.md'})")
     return [report_md, report_tex, *written]
-
-
-def render_summary(csv_path: str | Path, out_dir: str | Path, name: str, rule: str = "best_val") -> list[Path]:
-    """Kept for callers of the former ``benchmark.report.render_summary``: the full report of a suite."""
-    return render_report(csv_path, out_dir, name, rule)
 
 
 def report_only(results: Path, reports: Path, suite: str | None = None, rule: str = "best_val") -> int:

@@ -16,6 +16,7 @@ captions of its summary and Table 1 (e.g. that a smoke test does not rank method
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,9 @@ class Suite:
     name: str
     description: str
     datasets: tuple[str, ...]
-    methods: tuple[str, ...] | None = None
+    # Method names, None = every registered method, or a callable giving the names (evaluated when the runs are
+    # built, so that loading the suites imports no method), e.g. :func:`benchmark.registry.table1_methods`.
+    methods: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
     seeds: tuple[int, ...] = (0,)
     overrides: dict[str, Any] = field(default_factory=dict)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -56,7 +59,8 @@ class Suite:
         """The runs of this suite, optionally narrowed (methods/datasets/seeds) and with extra overrides."""
         from benchmark.registry import DATASETS, METHODS
 
-        method_names = [METHODS.resolve(m) for m in (methods or self.methods or METHODS.names())]
+        own = self.methods() if callable(self.methods) else self.methods
+        method_names = [METHODS.resolve(m) for m in (methods or own or METHODS.names())]
         dataset_names = [DATASETS.resolve(d) for d in (datasets or self.datasets)]
         out: list[RunSpec] = []
         for dataset in dataset_names:

@@ -1,1 +1,0 @@
-"""Registered datasets, one per file (the suite's own package; unrelated to Hugging Face ``datasets``)."""

@@ -328,7 +328,10 @@ def test_mie_and_ablations_learn_above_chance(name):
 
 @pytest.mark.slow
 def test_paper_variant_learns_above_chance():
-    row = train_briefly("mie", epochs=2, **LEARN, **{"method.variant": "paper", "method.rho": 0.05})
+    # 24 steps per stage: at 12 the harder av_digits of #13 leaves the paper variant at .13-.16 depending on the
+    # thread count (a coin flip against the bound); at 24 it reaches ~.51
+    learn = {**LEARN, "train.max_steps_per_epoch": 24}
+    row = train_briefly("mie", epochs=2, **learn, **{"method.variant": "paper", "method.rho": 0.05})
     assert row["test_acc[best_val]"] > CHANCE_AV_DIGITS + 0.05
     assert row["label"] == "mie[paper]"
 

@@ -38,7 +38,6 @@ from released import (  # noqa: E402
     map_keys,
     parse_args,
     patched,
-    released_commit,
     save_fixture,
     scaled_nn,
     seed_all,
@@ -183,7 +182,7 @@ def main() -> None:
     for name, overrides in FIXTURES.items():
         meta = {
             "released": "njustkmg/MM22_DOMFN",
-            "commit": args.commit or released_commit(args.released),
+            "commit": args.commit,
             "generator": "scripts/golden/domfn.py",
             "num_classes": CLASSES,
             "modalities": list(MODALITIES),

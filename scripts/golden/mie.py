@@ -45,7 +45,6 @@ from released import (  # noqa: E402
     map_keys,
     parse_args,
     patched,
-    released_commit,
     save_fixture,
     scaled_nn,
     seed_all,
@@ -310,7 +309,7 @@ def main() -> None:
     for name, (overrides, noise, flat) in VARIANTS.items():
         meta = {
             "released": "njustkmg/IJCAI25-IGM",
-            "commit": released_commit(args.released),
+            "commit": args.commit,
             "generator": "scripts/golden/mie.py",
             "num_classes": 6,
             "seed": 0,

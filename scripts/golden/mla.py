@@ -30,7 +30,6 @@ from released import (  # noqa: E402
     map_keys,
     parse_args,
     patched,
-    released_commit,
     save_fixture,
     scaled_nn,
     seed_all,
@@ -165,7 +164,7 @@ def main() -> None:
     data = samples()
     meta = {
         "released": "Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation",
-        "commit": released_commit(args.released, args.commit),
+        "commit": args.commit,
         "generator": "scripts/golden/mla.py",
         "torch": torch.__version__,
         "num_classes": 6,

@@ -29,7 +29,6 @@ from released import (  # noqa: E402
     map_keys,
     parse_args,
     patched,
-    released_commit,
     save_fixture,
     scaled_nn,
     seed_all,
@@ -166,7 +165,7 @@ def main() -> None:
     data = samples()
     meta = {
         "released": "GeWu-Lab/MMPareto_ICML2024",
-        "commit": released_commit(args.released, args.commit),
+        "commit": args.commit,
         "generator": "scripts/golden/mmpareto.py",
         "torch": torch.__version__,
         "num_classes": 6,

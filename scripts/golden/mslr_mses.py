@@ -43,7 +43,6 @@ from released import (  # noqa: E402
     map_keys,
     parse_args,
     patched,
-    released_commit,
     save_fixture,
     scaled_nn,
     seed_all,
@@ -259,7 +258,7 @@ def main() -> None:
         groups = data_for(name)
         meta = {
             "released": "lihong2303/AGM_ICCV2023",
-            "commit": args.commit or released_commit(args.released),
+            "commit": args.commit,
             "generator": "scripts/golden/mslr_mses.py",
             "num_classes": CLASSES,
             "seed": 0,

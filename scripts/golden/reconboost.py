@@ -33,7 +33,6 @@ from released import (  # noqa: E402
     map_keys,
     parse_args,
     patched,
-    released_commit,
     save_fixture,
     scaled_nn,
     seed_all,
@@ -214,7 +213,7 @@ def main() -> None:
     data = samples()
     meta = {
         "released": "huacong/ReconBoost",
-        "commit": released_commit(args.released, args.commit),
+        "commit": args.commit,
         "generator": "scripts/golden/reconboost.py",
         "torch": torch.__version__,
         "num_classes": 6,

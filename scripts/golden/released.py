@@ -112,15 +112,12 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         "--commit", default=None, help="the checkout's commit, for meta (default: `git rev-parse` in --released)"
     )
     args = p.parse_args(argv)
-    if args.commit is None:
-        args.commit = released_commit(args.released, args.commit)
+    args.commit = args.commit or released_commit(args.released)
     return args
 
 
-def released_commit(checkout: str | Path, given: str | None = None) -> str:
-    """``given`` if set (``--commit``), else the checkout's short HEAD, else ``"unknown"``."""
-    if given:
-        return given
+def released_commit(checkout: str | Path) -> str:
+    """The checkout's short HEAD, else ``"unknown"`` (``parse_args`` uses it where ``--commit`` is not given)."""
     try:
         out = subprocess.run(
             ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10

@@ -40,7 +40,6 @@ from released import (  # noqa: E402
     map_keys,
     parse_args,
     patched,
-    released_commit,
     save_fixture,
     scaled_nn,
     seed_all,
@@ -210,7 +209,7 @@ def main() -> None:
     data = samples()
     meta = {
         "released": "GeWu-Lab/Valuate-and-Enhance-Multimodal-Cooperation",
-        "commit": args.commit or released_commit(args.released),
+        "commit": args.commit,
         "generator": "scripts/golden/smv.py",
         "num_classes": CLASSES,
         "seed": 0,

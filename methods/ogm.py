@@ -141,7 +141,9 @@ class Ogm(Method):
             if noisy:  # std of the unscaled gradient (code at HEAD); one draw per tensor, in parameter order
                 for g in grads:
                     std = g.std() if g.numel() > 1 else torch.zeros((), device=g.device, dtype=g.dtype)
-                    noises.append(torch.randn_like(g) * (std + 1e-8))
+                    # scaled in place: the same values as ``randn_like(g) * (std + 1e-8)`` without a second
+                    # gradient-sized buffer per tensor (75 ms of a 2 s CREMA-D CPU step, docs/performance.md)
+                    noises.append(torch.randn_like(g).mul_(std + 1e-8))
             torch._foreach_mul_(grads, k)  # one fused kernel instead of a launch per tensor
             if noises:
                 torch._foreach_add_(grads, noises)

@@ -3,6 +3,7 @@ sampling, and :func:`frames_to_tensor` (a clip's frames to the encoder's input).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -76,9 +77,30 @@ def resized_crop(
 
 def normalize(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float32 (..., 3, H, W): ``ToTensor`` (x / 255) then ``Normalize(mean, std)``."""
+    frames = np.asarray(frames)
+    if frames.dtype == np.uint8:
+        return torch.from_numpy(np.moveaxis(_normalized_channels(frames, mean, std), 0, -3))
     x = torch.from_numpy(np.array(frames)).movedim(-1, -3).float().div_(255.0)
     shape = (3, 1, 1)
     return (x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: every uint8 value of every channel through the float32 ops of :func:`normalize`."""
+    x = torch.arange(256, dtype=torch.uint8).float().div_(255.0).view(1, 256)
+    return ((x - torch.tensor(mean).view(3, 1)) / torch.tensor(std).view(3, 1)).numpy()
+
+
+def _normalized_channels(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 (..., H, W, 3) -> float32 (3, ..., H, W) by table lookup: the same values as ``x / 255`` then
+    ``(x - mean) / std`` in float32 (each is a correctly rounded op of one value, so a table of the 256 inputs
+    holds exactly what the tensor arithmetic gives), in one pass instead of four (a loader worker's largest cost)."""
+    table = _normalize_table(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    out = np.empty((3, *frames.shape[:-1]), dtype=np.float32)
+    for c in range(3):
+        np.take(table[c], frames[..., c], out=out[c])
+    return out
 
 
 def segment_indices(n: int, k: int, train: bool, generator: torch.Generator | None = None) -> list[int]:
@@ -139,5 +161,8 @@ def frames_to_tensor(
         elif f.shape[0] != size or f.shape[1] != size:
             t = TF.resize(torch.from_numpy(np.array(f)).permute(2, 0, 1), [size, size], antialias=True)
             f = t.permute(1, 2, 0).numpy()
-        outs.append(np.ascontiguousarray(f))
-    return normalize(np.stack(outs), mean, std).permute(1, 0, 2, 3).contiguous()
+        outs.append(f)
+    stacked = np.stack(outs)  # (T, size, size, 3)
+    if stacked.dtype == np.uint8:
+        return torch.from_numpy(_normalized_channels(stacked, mean, std))  # (3, T, size, size)
+    return normalize(stacked, mean, std).permute(1, 0, 2, 3).contiguous()

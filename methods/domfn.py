@@ -88,6 +88,9 @@ class Domfn(Method):
     # features, 1e-3 for the unimodal pre-training). From-scratch encoders use the pre-training lr.
     dataset_defaults = {
         "*": {"train.optimizer": "adam", "train.lr": 1e-3, "train.weight_decay": 1e-3, "train.scheduler": "none"},
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # method.eta in (0.1, 0.5) x train.lr in (0.0003, 0.001, 0.003).
+        "av_digits": {"method.eta": 0.5, "train.lr": 0.0003},
     }
 
     @dataclass

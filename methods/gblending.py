@@ -91,6 +91,10 @@ class GBlending(Method):
             "method.probe_steps": 19,
             "method.loss_batches": 2,
             "method.min_overfit": 0.01,
+            # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+            # train.lr in (0.003, 0.01, 0.03) x train.weight_decay in (0.0001, 0.001).
+            "train.lr": 0.03,
+            "train.weight_decay": 0.001,
         },
     }
 

@@ -18,6 +18,11 @@ class Joint(Method):
     name = "joint"
     display = "Baseline"
     paper_row = 1
+    dataset_defaults = {
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # train.lr in (0.003, 0.01, 0.03) x train.weight_decay in (0.0001, 0.001).
+        "av_digits": {"train.lr": 0.03, "train.weight_decay": 0.0001},
+    }
 
     def build_model(self) -> nn.Module:
         """The fusion model, initialised as OGM-GE's ``Normal`` path (``--modulation Normal``): ``main.py``

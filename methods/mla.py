@@ -95,7 +95,12 @@ class Mla(Method):
         fixed_weights: tuple[float, ...] = ()
 
     # Official CREMA-D script: SGD 1e-3 (0.9, 1e-4), StepLR(70, 0.1), batch 64, 100 epochs.
-    dataset_defaults = {ds: {**recipe("ogm_ge_sgd"), "train.epochs": 100} for ds in ("crema_d", "kinetics_sounds")}
+    dataset_defaults = {
+        **{ds: {**recipe("ogm_ge_sgd"), "train.epochs": 100} for ds in ("crema_d", "kinetics_sounds")},
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # train.lr in (0.003, 0.01, 0.03) x train.weight_decay in (0.0001, 0.001).
+        "av_digits": {"train.lr": 0.003, "train.weight_decay": 0.0001},
+    }
 
     def build_model(self) -> nn.Module:
         return SharedHeadModel(build_encoders(self.ctx.info, self.ctx.config.model), self.ctx.info.num_classes)

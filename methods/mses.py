@@ -74,7 +74,9 @@ class Mses(Method):
     train_defaults = {"model.fusion": "sum"}
     dataset_defaults = {
         # 6-epoch quick suite: the AGM patience (80 epochs) would never trigger.
-        "av_digits": {"method.patience": 2},
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # train.lr in (0.003, 0.01, 0.03) x train.weight_decay in (0.0001, 0.001).
+        "av_digits": {"method.patience": 2, "train.lr": 0.03, "train.weight_decay": 0.001},
     }
 
     @dataclass

@@ -72,7 +72,9 @@ class Mslr(Method):
     dataset_defaults = {
         "*": {"model.fusion": "sum"},
         # av_digits runs are short (6 epochs in the quick suite): a 2-epoch window lets the ratios act.
-        "av_digits": {"method.window": 2},
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # train.lr in (0.003, 0.01, 0.03) x train.weight_decay in (0.0001, 0.001).
+        "av_digits": {"method.window": 2, "train.lr": 0.003, "train.weight_decay": 0.0001},
         # AGM's CREMA-D setting (SGD momentum 0.9, wd 1e-4, StepLR(70, 0.1)).
         "crema_d": {
             "train.optimizer": "sgd",

@@ -102,6 +102,9 @@ class Ogm(Method):
         # Transformer encoders have (almost) no conv kernels: modulate every weight matrix (issue #22).
         "twitter2015": {"method.scope": "weights"},
         "sarcasm": {"method.scope": "weights"},
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # method.alpha in (0.3, 0.8) x train.lr in (0.003, 0.01, 0.03).
+        "av_digits": {"method.alpha": 0.3, "train.lr": 0.03},
     }
 
     def build_model(self) -> nn.Module:
@@ -174,3 +177,9 @@ class OgmGe(Ogm):
     display = "OGM-GE"
     paper_row = 3.5
     add_noise = True
+    dataset_defaults = {
+        **Ogm.dataset_defaults,
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # method.alpha in (0.3, 0.8) x train.lr in (0.003, 0.01, 0.03).
+        "av_digits": {"method.alpha": 0.3, "train.lr": 0.03},
+    }

@@ -85,6 +85,9 @@ class Pmr(Method):
     paper_row = 6
     Config = PmrConfig
     dataset_defaults = {
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # method.alpha in (0.5, 1.0) x train.lr in (0.003, 0.01, 0.03).
+        "av_digits": {"method.alpha": 1.0, "train.lr": 0.01},
         # bash.sh line 58: `main_Prototype_grad.py --dataset CREMAD --modulation Proto --fusion_method film
         # --num_frame 3 --epochs 150 --learning_rate 0.001 --modulation_starts 0 --modulation_ends 100 --alpha 3.0
         # --train --momentum_coef 0.0`, with main()'s SGD(0.9, 1e-4), StepLR(70, 0.1) and batch 64: the CREMA-D

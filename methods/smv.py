@@ -102,6 +102,9 @@ class Smv(Method):
     display = "SMV"
     paper_row = 10
     dataset_defaults = {
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # train.lr in (0.003, 0.01, 0.03) x train.weight_decay in (0.0001, 0.001).
+        "av_digits": {"train.lr": 0.01, "train.weight_decay": 0.001},
         # Released KS setting: Adam 5e-5 (wd 1e-4), StepLR(30, 0.1), 60 epochs, batch 64.
         "kinetics_sounds": {
             "train.optimizer": "adam",

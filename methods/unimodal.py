@@ -26,6 +26,11 @@ class Unimodal(Joint):
     paper_row = 0
     # Keep the weights: ReconBoost initialises its learners from the unimodal runs.
     train_defaults = {"train.save_model": True}
+    dataset_defaults = {
+        # Chosen on validation by the mini_tune grid (benchmark/suites/mini.py, scripts/select_mini.py):
+        # train.lr in (0.003, 0.01, 0.03) x train.weight_decay in (0.0001, 0.001).
+        "av_digits": {"train.lr": 0.01, "train.weight_decay": 0.0001},
+    }
 
     @dataclass
     class Config(MethodConfig):

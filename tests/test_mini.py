@@ -168,3 +168,17 @@ def test_signature_script_runs_on_a_cheap_setting(tmp_path: Path) -> None:
     assert set(seed["unimodal"]) == {"audio", "visual"}
     assert 0.0 <= seed["late_fusion"] <= 1.0 and 0.0 <= seed["joint"] <= 1.0
     assert len(payload["criteria"]) == 3
+
+
+def test_every_method_holds_the_committed_mini_tune_choice() -> None:
+    """The av_digits defaults are the grid's choice on validation (docs/results/mini_tune/), for every method of
+    the grid, so the mini suite runs tuned methods and ``select_mini.py --check`` agrees."""
+    choice = json.loads(select_mini.CHOICE.read_text())
+    assert set(choice) == set(mini.TUNING_GRID)
+    assert all(choice[m]["chosen"] for m in choice)
+    assert select_mini.check(choice) == []
+    # the ablations of MIE inherit IGM's values
+    for ablation in ("mie_no_sam", "mie_no_gm", "mie_plain", "mie_no_a_gm", "mie_no_v_gm"):
+        cfg = build_config(ablation, "av_digits")
+        assert cfg.train.lr == choice["mie"]["chosen"]["train.lr"]
+        assert cfg.section("method").tau == choice["mie"]["chosen"]["method.tau"]

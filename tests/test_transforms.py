@@ -68,3 +68,20 @@ def test_frames_to_tensor_is_the_normalised_clip_channels_first(train):
         outs.append(np.ascontiguousarray(f))
     want = _arithmetic(np.stack(outs), IMAGENET_MEAN, IMAGENET_STD).permute(1, 0, 2, 3)
     assert torch.equal(got, want)
+
+
+def test_normalisation_ab_times_both_paths_and_restores_the_table_lookup(tmp_path):
+    import mmbalance_datasets._transforms as transforms
+    from benchmark.bench_data import _former_normalised_channels, normalisation_ab
+
+    frames = np.random.default_rng(3).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    assert np.array_equal(
+        _former_normalised_channels(frames, IMAGENET_MEAN, IMAGENET_STD),
+        transforms._normalized_channels(frames, IMAGENET_MEAN, IMAGENET_STD),
+    )
+    before = transforms._normalized_channels
+    r = normalisation_ab(rounds=2, per_class=1, workdir=str(tmp_path))
+    assert transforms._normalized_channels is before
+    assert len(r["before"]) == len(r["now"]) == 2 and r["items"] > 0
+    assert all(v > 0 for v in r["before"] + r["now"])
+    assert r["now_workers_for_3000"] == int(np.ceil(3000 / r["now_median"]))

@@ -4,8 +4,9 @@
     python scripts/check_signature.py --seeds 0 --set train.epochs=20 --set data.visual_noise=0.8
 
 Trains, for every seed, each modality's ``unimodal`` model and ``joint`` training through the suite's own
-trainer (the dataset's defaults, then ``--set``), and the late fusion of the unimodal models: the mean of
-their softmax outputs, each model at its own best-validation epoch. Every number is test accuracy at the
+trainer (each model's own defaults for the dataset, then ``--set``, which applies to all three), and the late
+fusion of the unimodal models: the mean of their softmax outputs, each model at its own best-validation epoch.
+Every number is test accuracy at the
 best-validation epoch (the ``[best_val]`` rule). The criteria, on the means over seeds:
 
 1. joint training is within ``JOINT_GAP`` (3 points) of the dominant modality trained alone (CREMA-D:

@@ -8,7 +8,8 @@ from benchmark.registry import DATASETS, METHODS, Registry, UnknownNameError
 
 def test_defaults_are_layered_dataset_then_method_then_overrides():
     cfg = build_config("joint", "av_digits", 1)
-    assert cfg.train.lr == 1e-2  # av_digits train_defaults
+    assert DATASETS.get("av_digits").train_defaults["train.lr"] == 1e-2  # the dataset's layer ...
+    assert cfg.train.lr == 3e-2  # ... under joint's dataset_defaults["av_digits"] (the mini_tune choice)
     assert cfg.model.resnet_width == 8
     cfg = build_config("unimodal", "av_digits", 1, {"train.lr": "0.05", "method.modality": "visual"})
     assert cfg.train.lr == 0.05 and cfg.method_cfg.modality == "visual"

@@ -3,6 +3,8 @@ each method and dataset had when the values were written out in full.
 
 ``fixtures/configs/resolved.json`` is ``build_config(method, dataset).flat()`` for every registered method and
 dataset, recorded from the code before the recipes were shared (commit 190a0ee); it is data, not code under test.
+The av_digits entries' learning rates and main knobs were updated to the mini_tune choice (issue #13,
+``docs/results/mini_tune/``), and only those keys.
 """
 
 from __future__ import annotations

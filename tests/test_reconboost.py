@@ -40,7 +40,7 @@ def test_boosting_loss_hand_computed():
 
 
 def test_schedule_and_stage_lr():
-    cfg = short_config("reconboost", 6, **{"method.init_from": "scratch"})
+    cfg = short_config("reconboost", 6, **{"method.init_from": "scratch", "train.lr": 0.01})
     assert (cfg.method_cfg.epochs_per_stage, cfg.method_cfg.correct_epoch) == (1, 1)  # av_digits defaults
     method = build_run(cfg).method
     got = [(*method.schedule(e), method.stage_modality(method.schedule(e)[0])) for e in range(6)]
@@ -105,7 +105,7 @@ def test_empty_ensemble_is_the_released_constant_column():
     for c0 in (torch.zeros(2, 1), torch.full((2, 1), 0.37)):
         got = float(boosting_loss(F_M, c0, Y, 5.0, 1.0))
         assert got == pytest.approx(float(((-5.0 + 1.0) * logp_y / 3).mean()))
-    method = build_run(short_config("reconboost", 2, **{"method.init_from": "scratch"})).method
+    method = build_run(short_config("reconboost", 2, **{"method.init_from": "scratch", "method.w1": 5.0})).method
     method.on_epoch_start(0)
     assert method.model.members() == []
     method.model.train()

@@ -92,6 +92,13 @@ def singular_frame(df: pd.DataFrame, hist: D.Histories) -> pd.DataFrame:
     return pd.DataFrame(recs)
 
 
+def layer_means(sv: pd.DataFrame, ds: str) -> tuple[pd.DataFrame, list[str]]:
+    """One dataset's singular values as (label, seed, layer) means over modalities, and its layers in the paper's
+    order (fc1, fc2, fc3, then any other): what Figure 5a's table and its plot both show."""
+    sub = sv[sv["dataset"] == ds].groupby(["label", "seed", "layer"], as_index=False)["value"].mean()
+    return sub, sorted(set(sub["layer"]), key=lambda x: (x not in PAPER_LAYER, x))
+
+
 def fig5a(df: pd.DataFrame, hist: D.Histories) -> list[Table]:
     """Figure 5a: average singular value per head layer (mean over modalities, then over seeds)."""
     sv = singular_frame(one_config(df)[0], hist)
@@ -100,9 +107,8 @@ def fig5a(df: pd.DataFrame, hist: D.Histories) -> list[Table]:
     ref = D.paper("fig5a_singular_values")
     out = []
     for ds in D.order_datasets(sv["dataset"].tolist()):
-        sub = sv[sv["dataset"] == ds].groupby(["label", "seed", "layer"], as_index=False)["value"].mean()
+        sub, layers = layer_means(sv, ds)
         p = ref[ref["dataset"] == ds]
-        layers = sorted(set(sub["layer"]), key=lambda x: (x not in PAPER_LAYER, x))
         cols = []
         for layer in layers:
             part = sub[sub["layer"] == layer]

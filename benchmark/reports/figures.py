@@ -81,8 +81,7 @@ def singular_values(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[
     ref = D.paper("fig5a_singular_values")
     written = []
     for ds in D.order_datasets(sv["dataset"].tolist()):
-        sub = sv[sv["dataset"] == ds].groupby(["label", "seed", "layer"], as_index=False)["value"].mean()
-        layers = sorted(set(sub["layer"]), key=lambda x: (x not in FT.PAPER_LAYER, x))
+        sub, layers = FT.layer_means(sv, ds)
         labels = D.order_labels(list(sub["label"]))
         p = ref[ref["dataset"] == ds]
         series = [(lab, "ours") for lab in labels] + [(lab, "paper") for lab in labels if lab in set(p["label"])]

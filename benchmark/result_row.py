@@ -28,24 +28,17 @@ from benchmark.registry import METHODS
 SELECTION_RULES = ("best_val", "last", "best_test")
 
 
+def _git(*args: str) -> str:
+    """``git args`` run in this package's checkout: its stripped standard output."""
+    out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).resolve().parent, timeout=5)
+    return out.stdout.strip()
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-        )
-        commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -120,11 +120,11 @@ def bench_fixture(
 
 
 def _former_normalised_channels(frames: np.ndarray, mean: Any, std: Any) -> np.ndarray:
-    """The normalisation before the lookup table (``ToTensor`` then ``Normalize`` as four float32 tensor ops),
-    channels first: the baseline of :func:`normalisation_ab`."""
-    x = torch.from_numpy(np.array(frames)).movedim(-1, -3).float().div_(255.0)
-    y = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-    return y.movedim(-3, 0).contiguous().numpy()
+    """The normalisation before the lookup table (the tensor arithmetic), channels first like the table's
+    output: the baseline of :func:`normalisation_ab`."""
+    from mmbalance_datasets._transforms import normalize_arithmetic
+
+    return normalize_arithmetic(frames, mean, std).movedim(-3, 0).contiguous().numpy()
 
 
 def normalisation_ab(rounds: int = 12, per_class: int = 4, workdir: str | None = None) -> dict[str, Any]:

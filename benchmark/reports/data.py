@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -186,6 +187,12 @@ def order_labels(labels: list[str]) -> list[str]:
 def order_datasets(names: list[str]) -> list[str]:
     names = list(dict.fromkeys(names))
     return [d for d in DATASET_ORDER if d in names] + sorted(d for d in names if d not in DATASET_ORDER)
+
+
+def by_dataset(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Each dataset of ``frame`` in the paper's order (:func:`order_datasets`) with its rows."""
+    for ds in order_datasets(frame["dataset"].tolist()):
+        yield ds, frame[frame["dataset"] == ds]
 
 
 def read(csv_path: str | Path) -> pd.DataFrame:

@@ -148,8 +148,7 @@ def fig5b(df: pd.DataFrame, rule: str) -> list[Table]:
         return []
     ref = D.paper("fig5b_clip")
     out = []
-    for ds in D.order_datasets(clip["dataset"].tolist()):
-        sub = clip[clip["dataset"] == ds]
+    for ds, sub in D.by_dataset(clip):
         p = ref[ref["dataset"] == ds]
         cols = []
         for m in ["", *modalities(sub, rule)]:
@@ -176,8 +175,8 @@ def fig5c(df: pd.DataFrame, rule: str) -> list[Table]:
     df, note = one_config(df)
     ref = D.paper("fig5c_time")
     out = []
-    for ds in D.order_datasets(df["dataset"].tolist()):
-        sub = df[(df["dataset"] == ds)].assign(minutes=lambda x: x["wall_time_s"] / 60)
+    for ds, sub in D.by_dataset(df):
+        sub = sub.assign(minutes=lambda x: x["wall_time_s"] / 60)
         if sub["label"].nunique() < 2:
             continue
         p = ref[ref["dataset"] == ds]

@@ -143,8 +143,7 @@ def time_vs_accuracy(df: pd.DataFrame, rule: str, out_dir: Path) -> list[Path]:
     df = C.one_config(df)[0]
     ref = D.paper("fig5c_time")
     written = []
-    for ds in D.order_datasets(df["dataset"].tolist()):
-        sub = df[df["dataset"] == ds]
+    for ds, sub in D.by_dataset(df):
         if sub["label"].nunique() < 2 or "wall_time_s" not in sub:
             continue
         g = sub.groupby("label").agg(t=("wall_time_s", "mean"), acc=(f"test_acc[{rule}]", "mean"))
@@ -216,8 +215,7 @@ def curves(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
     if hf.empty:
         return []
     written = []
-    for ds in D.order_datasets(hf["dataset"].tolist()):
-        sub = hf[hf["dataset"] == ds]
+    for ds, sub in D.by_dataset(hf):
         metrics = ["acc"] + sorted(c for c in sub.columns if c.startswith("acc_") and sub[c].notna().any())
         title = f"{D.dataset_name(ds)}: test accuracy over epochs (mean over seeds)"
         fig = _lines(sub, "epoch", metrics, D.order_labels(list(sub["label"])), title)
@@ -231,8 +229,7 @@ def stages(df: pd.DataFrame, hist: D.Histories, out_dir: Path) -> list[Path]:
     if st.empty:
         return []
     written = []
-    for ds in D.order_datasets(st["dataset"].tolist()):
-        sub = st[st["dataset"] == ds]
+    for ds, sub in D.by_dataset(st):
         metrics = ["test_acc"] + sorted(c for c in sub.columns if c.startswith("test_acc_") and sub[c].notna().any())
         ticks = sub.sort_values("position").drop_duplicates("position")["column"].tolist()
         title = f"{D.dataset_name(ds)}: accuracy after each MIE stage (mean over seeds)"

@@ -112,8 +112,7 @@ def summary(df: pd.DataFrame, rule: str) -> list[Table]:
     """
     out = []
     names = variants(df) if "config" in df else {}
-    for ds in D.order_datasets(df["dataset"].tolist()):
-        sub = df[df["dataset"] == ds]
+    for ds, sub in D.by_dataset(df):
         metrics = ["acc", D.paper_metric(df, ds)]
         metrics += sorted(
             c[len("test_") : -len(f"[{rule}]")]
@@ -247,8 +246,7 @@ def table3(df: pd.DataFrame, hist: D.Histories) -> list[Table]:
         return []
     ref = D.paper("table3")
     out = []
-    for ds in D.order_datasets(st["dataset"].tolist()):
-        sub = st[st["dataset"] == ds]
+    for ds, sub in D.by_dataset(st):
         p = ref[ref["dataset"] == ds]
         columns = sub.sort_values("position").drop_duplicates("column")["column"].tolist()
         cols = []
